@@ -1,0 +1,92 @@
+"""SpeechModel: log-mel conventions, batching, decoding, scoring, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import whisper
+
+from listenkit import AudioError
+
+
+def test_dimensions(embedded_model):
+    expected = {"whisper-tiny.en": (4, 4, 6, 384), "whisper-base": (6, 6, 8, 512)}
+    got = (
+        embedded_model.encoder_layers,
+        embedded_model.decoder_layers,
+        embedded_model.heads,
+        embedded_model.d_model,
+    )
+    assert got == expected[embedded_model.name]
+
+
+def test_log_mel_pads_the_waveform_not_the_mel(tiny_model, speech_clips):
+    _, audio = speech_clips[0]
+    mel = tiny_model.log_mel(audio)
+    assert mel.shape == (80, 3000)
+    padded = np.zeros(480_000, dtype=np.float32)
+    padded[: audio.size] = audio
+    expected = whisper.log_mel_spectrogram(torch.from_numpy(padded))
+    assert torch.equal(mel, expected)
+
+
+def test_log_mel_trims_long_audio_to_30_seconds(tiny_model):
+    rng = np.random.default_rng(0)
+    long = (0.1 * rng.standard_normal(40 * 16_000)).astype(np.float32)
+    assert torch.equal(tiny_model.log_mel(long), tiny_model.log_mel(long[:480_000]))
+
+
+def test_batching_never_couples_items(tiny_model, speech_clips):
+    waves = [audio for _, audio in speech_clips]
+    quiet = 0.01 * waves[1]
+    batch = tiny_model.log_mel([waves[0], quiet])
+    assert torch.equal(batch[1], tiny_model.log_mel(quiet))
+    assert tiny_model.transcribe([waves[0], waves[2]]) == [
+        tiny_model.transcribe(waves[0]),
+        tiny_model.transcribe(waves[2]),
+    ]
+    texts = ["The quick brown fox.", "A train leaves at seven."]
+    batched = tiny_model.score([waves[0], waves[2]], texts)
+    single = [tiny_model.score(waves[0], texts[0]), tiny_model.score(waves[2], texts[1])]
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+def test_score_is_the_sum_of_token_logprobs_including_end_of_text(base_model, speech_clips):
+    text, audio = speech_clips[0]
+    values = base_model.token_logprobs(audio, text)
+    assert values.shape == (len(base_model.text_tokens(text)) + 1,)
+    assert np.all(values <= 0)
+    assert base_model.score(audio, text) == pytest.approx(float(values.sum()), abs=1e-9)
+    assert base_model.score(audio, text) > base_model.score(
+        audio, "Completely different words here."
+    )
+
+
+def test_transcribes_real_speech(base_model, speech_clips):
+    text, audio = speech_clips[0]
+    assert base_model.transcribe(audio) == text
+
+
+@pytest.mark.parametrize(
+    ("audio", "kwargs", "match"),
+    [
+        (np.zeros((2, 16_000), dtype=np.float32), {}, "1-D waveform"),
+        (np.zeros(16_000, dtype=np.int16), {}, "float samples"),
+        (np.zeros(0, dtype=np.float32), {}, "empty"),
+        (np.array([0.1, np.nan, 0.2], dtype=np.float32), {}, "NaN or infinite"),
+        (np.zeros(22_050, dtype=np.float32), {"sample_rate": 22_050}, "16000 Hz"),
+        ([], {}, "empty batch"),
+        ("not audio", {}, "numpy array"),
+    ],
+    ids=["stereo", "int16", "empty", "nan", "22kHz", "empty-batch", "string"],
+)
+def test_bad_audio_is_a_clear_error(tiny_model, audio, kwargs, match):
+    with pytest.raises(AudioError, match=match):
+        tiny_model.log_mel(audio, **kwargs)
+
+
+def test_mismatched_batch_of_texts_is_an_error(tiny_model, speech_clips):
+    _, audio = speech_clips[0]
+    with pytest.raises(ValueError, match="2 waveforms but 1 texts"):
+        tiny_model.score([audio, audio], ["one text"])
