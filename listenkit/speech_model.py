@@ -88,9 +88,7 @@ class SpeechModel:
         """
         waves, single = as_waveform_batch(audio, sample_rate=sample_rate)
         mels = [
-            whisper.log_mel_spectrogram(
-                whisper.pad_or_trim(torch.from_numpy(w)), n_mels=self.n_mels
-            )
+            whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.tensor(w)), n_mels=self.n_mels)
             for w in waves
         ]
         mel = torch.stack(mels).to(device=self.device, dtype=self.dtype)
@@ -164,32 +162,54 @@ class SpeechModel:
 
     # -- scoring -----------------------------------------------------------------
 
+    def prompt_prefix(self, prompt: Sequence[int] | None = None) -> list[int]:
+        """Decoder input before the transcript: ``[<|startofprev|>, *prompt]`` (when a
+        previous-text prompt is given) followed by the start sequence."""
+        if prompt is None:
+            return list(self.sot_sequence)
+        return [self.tokenizer.sot_prev, *prompt, *self.sot_sequence]
+
     @torch.inference_mode()
     def token_logprobs_from_features(
-        self, audio_features: torch.Tensor, transcripts: Sequence[Sequence[int]]
+        self,
+        audio_features: torch.Tensor,
+        transcripts: Sequence[Sequence[int]],
+        *,
+        prompts: Sequence[Sequence[int] | None] | None = None,
+        append_eot: bool = True,
     ) -> list[np.ndarray]:
-        """Teacher-forced log p(token | audio, previous tokens) for each transcript token
-        and the final end-of-text, in nats, float64; one array of ``len(tokens) + 1`` per item.
+        """Teacher-forced ``log p(token | audio, prompt, previous tokens)`` in nats (float64)
+        for each transcript token and, with ``append_eot``, the final end-of-text.
+
+        ``prompts[i]`` is an optional previous-text prompt (token ids) for item ``i``.
         """
         if audio_features.shape[0] != len(transcripts):
             raise ValueError(
                 f"{audio_features.shape[0]} audio items but {len(transcripts)} transcripts"
             )
+        prompts = [None] * len(transcripts) if prompts is None else list(prompts)
+        if len(prompts) != len(transcripts):
+            raise ValueError(f"{len(transcripts)} transcripts but {len(prompts)} prompts")
         eot = self.tokenizer.eot
-        sot = list(self.sot_sequence)
-        rows = [sot + list(t) + [eot] for t in transcripts]
-        if max(len(r) for r in rows) > self.module.dims.n_text_ctx:
-            raise ValueError(
-                f"transcript longer than the decoder context ({self.module.dims.n_text_ctx})"
-            )
+        heads = [self.prompt_prefix(p) for p in prompts]
+        rows = [
+            h + list(t) + ([eot] if append_eot else [])
+            for h, t in zip(heads, transcripts, strict=True)
+        ]
         width = max(len(r) for r in rows)
+        if width > self.module.dims.n_text_ctx:
+            raise ValueError(
+                f"prompt + transcript is {width} tokens; the decoder context is "
+                f"{self.module.dims.n_text_ctx}"
+            )
         padded = torch.tensor([r + [eot] * (width - len(r)) for r in rows], device=self.device)
         logits = self.module.decoder(padded[:, :-1], audio_features)
         logprobs = torch.log_softmax(logits.double(), dim=-1)
-        targets = padded[:, 1:]
-        picked = logprobs.gather(-1, targets[..., None])[..., 0].cpu().numpy()
-        start = len(sot) - 1
-        return [picked[i, start : len(r) - 1].copy() for i, r in enumerate(rows)]
+        picked = logprobs.gather(-1, padded[:, 1:, None])[..., 0].cpu().numpy()
+        return [
+            picked[i, len(h) - 1 : len(r) - 1].copy()
+            for i, (h, r) in enumerate(zip(heads, rows, strict=True))
+        ]
 
     def token_logprobs(
         self, audio: AudioInput, text: str | Sequence[str]

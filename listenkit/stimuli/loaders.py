@@ -1,0 +1,126 @@
+"""Load your own speech: audio files, ALME JSONL, LibriSpeech folders, wav + txt folders.
+
+Every loader returns 16 kHz mono float32 ``Utterance``s / ``ConflictStimulus``es.
+Other sample rates are resampled and multi-channel audio is downmixed, both recorded
+in ``meta``; unreadable, empty or non-finite audio is an ``AudioError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from listenkit.audio import AudioError
+from listenkit.stimuli.types import ConflictStimulus, Question, Utterance
+
+__all__ = ["load_alme_jsonl", "load_audio_file", "load_librispeech", "load_wav_txt_folder"]
+
+
+def load_audio_file(path: str | Path, *, text: str = "", id: str | None = None) -> Utterance:
+    """Read any file libsndfile can (wav, flac, mp3, ogg, ...) as a 16 kHz mono Utterance."""
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{path}: unreadable or corrupt audio ({err})") from None
+    if audio.shape[0] == 0:
+        raise AudioError(f"{path}: empty audio (0 samples)")
+    mono = audio[:, 0] if audio.shape[1] == 1 else audio
+    meta = {"path": str(path)}
+    try:
+        return Utterance.from_array(
+            mono, text, id=id or path.stem, sample_rate=int(rate), meta=meta
+        )
+    except AudioError as err:
+        raise AudioError(f"{path}: {err}") from None
+
+
+def load_alme_jsonl(
+    jsonl: str | Path, common_voice_root: str | Path | None = None, *, language: str | None = None
+) -> list[ConflictStimulus]:
+    """Real ALME items: each line has stimulus_id, language, audio_path (relative to a
+    Common Voice root), ref_text, conflict_text and question {question_text, choices,
+    correct_answer, flip_type}. The Common Voice clip becomes ``ref_audio``; ALME has no
+    audio of ``conflict_text`` (``conflict_audio`` stays None)."""
+    jsonl = Path(jsonl)
+    if not jsonl.is_file():
+        raise FileNotFoundError(f"ALME file not found: {jsonl}")
+    out = []
+    for number, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            q = record["question"]
+            if language is not None and record["language"] != language:
+                continue
+            ref_audio = None
+            if common_voice_root is not None:
+                ref_audio = load_audio_file(
+                    Path(common_voice_root) / record["audio_path"],
+                    text=record["ref_text"],
+                    id=f"{record['stimulus_id']}/ref",
+                )
+            out.append(
+                ConflictStimulus(
+                    stimulus_id=str(record["stimulus_id"]),
+                    language=record["language"],
+                    ref_text=record["ref_text"],
+                    conflict_text=record["conflict_text"],
+                    audio_path=record["audio_path"],
+                    question=Question(
+                        question_text=q["question_text"],
+                        choices=tuple(q["choices"]),
+                        correct_answer=q["correct_answer"],
+                        flip_type=q["flip_type"],
+                    ),
+                    ref_audio=ref_audio,
+                    meta={"source": str(jsonl), "line": number},
+                )
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{jsonl}:{number}: not an ALME record ({err!r})") from None
+    return out
+
+
+def _walk(root: Path, pattern: str) -> Iterator[Path]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"not a directory: {root}")
+    yield from sorted(root.rglob(pattern))
+
+
+def load_librispeech(root: str | Path, *, limit: int | None = None) -> list[Utterance]:
+    """A LibriSpeech-style tree: ``*.trans.txt`` lines ``<utt-id> <TRANSCRIPT>`` beside
+    ``<utt-id>.flac``."""
+    root = Path(root)
+    out: list[Utterance] = []
+    for trans in _walk(root, "*.trans.txt"):
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            utt_id, _, text = line.strip().partition(" ")
+            out.append(load_audio_file(trans.parent / f"{utt_id}.flac", text=text, id=utt_id))
+            if limit is not None and len(out) >= limit:
+                return out
+    if not out:
+        raise FileNotFoundError(f"no *.trans.txt transcripts under {root}")
+    return out
+
+
+def load_wav_txt_folder(root: str | Path) -> list[Utterance]:
+    """A folder of ``name.wav`` + ``name.txt`` (the transcript) pairs."""
+    root = Path(root)
+    out = []
+    for wav in _walk(root, "*.wav"):
+        txt = wav.with_suffix(".txt")
+        if not txt.is_file():
+            raise FileNotFoundError(f"{wav} has no transcript {txt.name}")
+        out.append(load_audio_file(wav, text=txt.read_text(encoding="utf-8").strip(), id=wav.stem))
+    if not out:
+        raise FileNotFoundError(f"no .wav files under {root}")
+    return out
