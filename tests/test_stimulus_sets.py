@@ -1,0 +1,176 @@
+"""Cached stimulus sets: determinism, manifests, concurrency, TTS backends, real clips."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from listenkit.stimuli import (
+    EspeakVoice,
+    FliteVoice,
+    PiperVoice,
+    TTSUnavailableError,
+    get_voice,
+    noise_pairs,
+    pocketsphinx_clips,
+    speed_pairs,
+    textbank,
+    voice_pairs,
+)
+from listenkit.stimuli.store import load_manifest
+
+TEXTS = ("The red car is parked next to the old bakery.", "Nine silver spoons were missing.")
+
+
+def _tree_digest(directory) -> dict[str, str]:
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_seed_gives_byte_identical_sets(tmp_path, monkeypatch):
+    digests = []
+    for run in ("a", "b"):
+        monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path / run))
+        built = noise_pairs(TEXTS, 0.0, "white", seed=5)
+        digests.append(_tree_digest(built.directory))
+    assert digests[0] == digests[1]
+    assert len(digests[0]) == 1 + 2 * len(TEXTS)  # manifest + clean and corrupt audio
+
+
+def test_different_seed_changes_only_the_noise(tmp_path, monkeypatch):
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    a = noise_pairs(TEXTS, 0.0, "white", seed=1)
+    b = noise_pairs(TEXTS, 0.0, "white", seed=2)
+    for pa, pb in zip(a, b, strict=True):
+        assert np.array_equal(pa.clean.audio, pb.clean.audio)
+        assert not np.array_equal(pa.corrupt.audio, pb.corrupt.audio)
+
+
+def test_a_pair_does_not_depend_on_the_rest_of_the_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    both = noise_pairs(TEXTS, 5.0, "pink", seed=3)
+    first = noise_pairs(TEXTS[:1], 5.0, "pink", seed=3)
+    assert np.array_equal(both[0].corrupt.audio, first[0].corrupt.audio)
+
+
+def test_manifest_records_generator_versions_and_hashes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    built = noise_pairs(TEXTS, -5.0, "babble", seed=0)
+    again = load_manifest(built.directory)
+    assert [p.to_dict() for p in again] == [p.to_dict() for p in built]
+    assert again.header["versions"]["piper:joe"].startswith("piper-tts 1.8.0")
+    for pair in built:
+        assert pair.meta["measured_snr_db"] == pytest.approx(-5.0, abs=0.05)
+        assert pair.clean.text == pair.corrupt.text
+    lines = (built.directory / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + len(TEXTS)
+    assert '"sha256"' in lines[1]
+
+
+def test_voice_and_speed_pairs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    voices = voice_pairs(TEXTS[:1], "piper:joe", "espeak-ng:en-gb-scotland")
+    assert voices[0].corrupt.meta["voice"] == "espeak-ng:en-gb-scotland"
+    speed = speed_pairs(TEXTS[:1], 1.5)
+    ratio = speed[0].clean.audio.size / speed[0].corrupt.audio.size
+    assert 1.25 < ratio < 1.6
+    with pytest.raises(ValueError, match="not 1"):
+        speed_pairs(TEXTS, 1.0)
+    with pytest.raises(ValueError, match="both"):
+        voice_pairs(TEXTS, "piper:joe", "piper:joe")
+    with pytest.raises(ValueError, match="empty text"):
+        noise_pairs(["fine", " "], 0.0)
+
+
+RACER = textwrap.dedent(
+    """
+    import os, sys, time
+    import listenkit.stimuli.pairs as pairs
+    real = pairs.mix_at_snr
+    def counting_mix(*args, **kwargs):
+        print("BUILDING", flush=True)
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+    pairs.mix_at_snr = counting_mix
+    open(sys.argv[1] + f".ready{os.getpid()}", "w").close()
+    while not os.path.exists(sys.argv[1]):
+        time.sleep(0.01)
+    built = pairs.noise_pairs(["Two workers, one set."], 0.0, "white", seed=9)
+    print("LOADED", len(built), flush=True)
+    """
+)
+
+
+def test_two_processes_build_a_set_once(tmp_path):
+    go = tmp_path / "go"
+    env = {**os.environ, "LISTENKIT_CACHE": str(tmp_path / "cache")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(go)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.ready*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sum(o.count("BUILDING") for o in outputs) == 1, outputs
+    assert all("LOADED 1" in o for o in outputs)
+
+
+def test_piper_is_byte_identical_run_to_run():
+    a = PiperVoice().synthesize("Deterministic speech, please.")
+    b = PiperVoice().synthesize("Deterministic speech, please.")
+    assert a.tobytes() == b.tobytes()
+    assert 20 * np.log10(np.sqrt(np.mean(a.astype(np.float64) ** 2))) == pytest.approx(-20, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "spec", ["espeak-ng:en-us-nyc", "espeak-ng:en-029", "flite:kal16", "flite:awb"]
+)
+def test_other_voices_speak(spec):
+    audio = get_voice(spec).synthesize("Testing one two three.")
+    assert audio.dtype == np.float32 and 0.5 < audio.size / 16_000 < 5
+
+
+def test_missing_backend_names_the_install_command(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(TTSUnavailableError, match="apt-get install espeak-ng"):
+        EspeakVoice("en-gb")
+    with pytest.raises(TTSUnavailableError, match="apt-get install flite"):
+        FliteVoice("slt")
+
+
+def test_unknown_voices_are_errors():
+    with pytest.raises(TTSUnavailableError, match="no voice"):
+        EspeakVoice("en-klingon")
+    with pytest.raises(ValueError, match="unknown voice"):
+        get_voice("festival:kal")
+
+
+def test_textbank_v1():
+    bank = textbank()
+    assert len(bank) >= 200
+    assert len(set(bank)) == len(bank)
+    assert all(4 <= len(s.split()) <= 15 for s in bank)
+
+
+def test_pocketsphinx_real_clips():
+    clips = pocketsphinx_clips()
+    assert len(clips) == 12
+    assert {c.id.split("/")[1] for c in clips} == {"librivox", "cards", "goforward", "tidigits"}
+    assert sum(c.duration_s for c in clips) == pytest.approx(40, abs=5)
+    assert "Carnegie Mellon" in clips[0].meta["source"]
+    assert os.path.isfile(clips[0].meta["license_file"])
