@@ -1,0 +1,81 @@
+"""Metrics as pure functions, with their formulas.
+
+- ``ref_logprob``: ``m = sum_t log p(y_t | y_<t, audio)`` over a reference transcript's
+  tokens and the final end-of-text (teacher forced), in nats.
+- ``logit_diff``: ``m = log p(a | prefix, audio) - log p(b | prefix, audio)`` for two
+  candidate continuations; multi-token spans are summed, each token conditioned on
+  the span's earlier tokens.
+- ``normalized_recovery``: ``r = (m_patched - m_base) / (m_source - m_base)``; items
+  with ``|m_source - m_base| < floor`` are excluded (never divided by ~0).
+- ``grounding_coefficient``: ``gc = mean dA / (mean dA + mean dT)``, undefined (NaN)
+  where ``mean dA + mean dT < min_total``.
+- ``wer``: word error rate on Whisper-normalised text (``listenkit.wer``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from listenkit.patching import ScoringRow
+from listenkit.speech_model import SpeechModel
+from listenkit.wer import wer
+
+__all__ = [
+    "grounding_coefficient",
+    "logit_diff_rows",
+    "normalized_recovery",
+    "ref_logprob_rows",
+    "wer",
+]
+
+
+def ref_logprob_rows(
+    model: SpeechModel, transcript: Sequence[int], *, prompt: Sequence[int] | None = None
+) -> tuple[ScoringRow, ...]:
+    """Rows for ``ref_logprob``: start sequence (after an optional prompt), transcript, EOT."""
+    head = model.prompt_prefix(prompt)
+    return (ScoringRow(tuple(head + list(transcript) + [model.tokenizer.eot]), len(head)),)
+
+
+def logit_diff_rows(
+    model: SpeechModel,
+    prefix: Sequence[int],
+    a: Sequence[int],
+    b: Sequence[int],
+    *,
+    prompt: Sequence[int] | None = None,
+) -> tuple[ScoringRow, ...]:
+    """Rows for ``logit_diff``: ``+ log p(a | prefix)`` and ``- log p(b | prefix)``."""
+    if not a or not b:
+        raise ValueError("both continuations need at least one token")
+    head = model.prompt_prefix(prompt) + list(prefix)
+    return (
+        ScoringRow(tuple(head + list(a)), len(head), 1.0),
+        ScoringRow(tuple(head + list(b)), len(head), -1.0),
+    )
+
+
+def normalized_recovery(
+    patched: np.ndarray, base: np.ndarray, source: np.ndarray, *, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(r, included)``: ``r[i, l] = (patched[i, l] - base[i]) / (source[i] - base[i])``,
+    NaN for excluded items; ``included[i] = |source[i] - base[i]| >= floor``."""
+    if floor <= 0:
+        raise ValueError(f"the exclusion floor must be positive, got {floor}")
+    gap = np.asarray(source, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    included = np.abs(gap) >= floor
+    r = np.full(np.shape(patched), np.nan)
+    r[included] = (patched[included] - base[included, None]) / gap[included, None]
+    return r, included
+
+
+def grounding_coefficient(
+    mean_da: np.ndarray, mean_dt: np.ndarray, *, min_total: float = 0.05
+) -> np.ndarray:
+    """``gc = mean dA / (mean dA + mean dT)``; NaN where ``mean dA + mean dT < min_total``."""
+    mean_da, mean_dt = np.asarray(mean_da, float), np.asarray(mean_dt, float)
+    total = mean_da + mean_dt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total >= min_total, mean_da / total, np.nan)
