@@ -1,0 +1,130 @@
+"""The sweep engine on real Whisper weights and real speech."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from listenkit import DegenerateSiteWarning, Site, SiteError, Sweep, sweep
+from listenkit.patching import PatchItem, RunInput, ScoringRow, run_patching
+from listenkit.planted import planted_model, planted_pairs
+from listenkit.stimuli import noise_pairs, textbank
+
+
+@pytest.fixture(scope="module")
+def real_pairs():
+    return list(noise_pairs(textbank()[:2], 0.0, "white", seed=20260226))
+
+
+def _straightforward_attn_out_sweep(model, pair) -> np.ndarray:
+    """Written from scratch with forward hooks and full forward passes, no engine code."""
+    module = model.module
+    tokens = [*model.sot_sequence, *model.text_tokens(pair.text), model.tokenizer.eot]
+    inputs = torch.tensor([tokens[:-1]])
+    targets = torch.tensor(tokens[len(model.sot_sequence) :])
+
+    def score(mel) -> float:
+        logits = module(mel[None], inputs)[0, len(model.sot_sequence) - 1 :]
+        return float(torch.log_softmax(logits.double(), -1).gather(-1, targets[:, None]).sum())
+
+    with torch.inference_mode():
+        clean_mel, corrupt_mel = model.log_mel(pair.clean.audio), model.log_mel(pair.corrupt.audio)
+        saved = {}
+        handles = [
+            block.attn.register_forward_hook(
+                lambda _m, _a, out, i=i: saved.__setitem__(i, out[0].clone())
+            )
+            for i, block in enumerate(module.encoder.blocks)
+        ]
+        m_clean = score(clean_mel)
+        for h in handles:
+            h.remove()
+        m_corrupt = score(corrupt_mel)
+        effects = []
+        for i, block in enumerate(module.encoder.blocks):
+            handle = block.attn.register_forward_hook(lambda _m, _a, out, i=i: (saved[i], *out[1:]))
+            m_patched = score(corrupt_mel)
+            handle.remove()
+            effects.append((m_patched - m_corrupt) / (m_clean - m_corrupt))
+    return np.array(effects)
+
+
+def test_engine_matches_a_straightforward_hook_implementation(base_model, real_pairs):
+    pair = real_pairs[0]
+    result = sweep(base_model, [pair], "encoder.attn_out", progress=False)
+    expected = _straightforward_attn_out_sweep(base_model, pair)
+    print("whisper-base attn_out effects:", np.round(result.effects[0], 4))
+    np.testing.assert_allclose(result.effects[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "site",
+    [Site(component="encoder.head", heads=(2, 4)), Site(component="decoder.self_attn_out")],
+    ids=["encoder.head", "decoder.self_attn_out"],
+)
+def test_backends_agree_on_real_weights(tiny_model, real_pairs, site):
+    hooks = sweep(tiny_model, real_pairs, site, reference="greedy", progress=False)
+    traced = sweep(
+        tiny_model, real_pairs, site, reference="greedy", backend="nnsight", progress=False
+    )
+    np.testing.assert_allclose(traced.effects, hooks.effects, atol=1e-5)
+
+
+def test_sweep_exports(tiny_model, real_pairs, tmp_path):
+    result = sweep(tiny_model, real_pairs, "encoder.block_write", layers=[2, 3], progress=False)
+    assert result.layers == (2, 3)
+    assert (
+        Sweep.from_dict(json.loads(result.to_json(tmp_path / "s.json"))).to_json()
+        == result.to_json()
+    )
+    csv_text = result.to_csv(tmp_path / "s.csv")
+    assert csv_text.splitlines()[0] == "id,layer,clean,corrupt,patched,effect,included"
+    assert len(csv_text.splitlines()) == 1 + 2 * len(real_pairs)
+    curve = result.curve(seed=1, n_resamples=500)
+    assert curve.layers == (2, 3) and curve.n == int(result.included.sum())
+    assert all(curve.low <= curve.mean) and all(curve.mean <= curve.high)
+
+
+def test_noising_mode_is_the_mirror_of_denoising(tiny_model, real_pairs):
+    with pytest.warns(DegenerateSiteWarning):
+        noised = sweep(tiny_model, real_pairs, "encoder.resid", mode="noise", progress=False)
+    # putting the whole corrupt residual into the clean run reproduces the corrupt run
+    np.testing.assert_allclose(noised.patched, noised.corrupt[:, None].repeat(4, 1), atol=1e-4)
+    assert noised.source is noised.corrupt and noised.base is noised.clean
+    np.testing.assert_allclose(noised.included_effects(), 1.0, atol=1e-5)
+
+
+def test_bad_requests_are_clear_errors(tiny_model, real_pairs):
+    with pytest.raises(SiteError, match=r"valid: encoder\.resid"):
+        sweep(tiny_model, real_pairs, "encoder.attention", progress=False)
+    with pytest.raises(SiteError, match=r"valid layers are 1\.\.4"):
+        sweep(tiny_model, real_pairs, "encoder.attn_out", layers=[5], progress=False)
+    with pytest.raises(ValueError, match="unknown metric"):
+        sweep(tiny_model, real_pairs, "encoder.attn_out", metric="accuracy", progress=False)
+    with pytest.raises(ValueError, match="continuations"):
+        sweep(tiny_model, real_pairs, "encoder.attn_out", metric="logit_diff", progress=False)
+
+
+def test_misaligned_decoder_positions_are_an_error(tiny_model, real_pairs):
+    sot = tuple(tiny_model.sot_sequence)
+    item = PatchItem(
+        id="x",
+        source=RunInput(
+            audio=real_pairs[0].clean.audio, rows=(ScoringRow((*sot, 100, 200), len(sot)),)
+        ),
+        base=RunInput(audio=real_pairs[0].corrupt.audio, rows=(ScoringRow((*sot, 100), len(sot)),)),
+    )
+    with pytest.raises(SiteError, match="equal length"):
+        run_patching(tiny_model, [item], [Site(component="decoder.resid")], progress=False)
+
+
+def test_non_finite_activations_are_an_error():
+    model = planted_model(None)
+    with torch.no_grad():
+        model.module.encoder.blocks[1].mlp[0].bias.fill_(float("nan"))
+        model.module.encoder.blocks[1].mlp[2].weight[0, 0] = 1.0
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        sweep(model, planted_pairs(2, 1), "encoder.attn_out", progress=False)
