@@ -10,7 +10,7 @@ Layout under the evidence directory (default ``reports/``)::
 
 Verdicts: ``supported`` (the claim's test passed), ``not supported`` (its assertion
 failed: a finding), ``error`` (anything else: broken machinery or data), ``skipped``
-(with the reason, e.g. weights not supplied).
+(with the reason, e.g. weights not supplied); secondary analyses are ``reported``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
     "write_ledger_entry",
 ]
 
-VERDICTS = ("supported", "not supported", "error", "skipped")
+VERDICTS = ("supported", "not supported", "error", "skipped", "reported")
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,82 @@
+"""Check a claims run: every pre-registered (claim, model, family) has a verdict, none is
+an error, and the evidence and report files exist. "not supported" is a finding, not a
+failure. With --compare OTHER, also check that the entries both ledgers share are
+identical (the same numbers with and without pytest-xdist).
+
+    python .ci/check_verdicts.py reports [--compare other_reports]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from listenkit.evidence import validate_ledger
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+def expected_entries(prereg: dict, models: list[str]) -> list[tuple[str, str, str]]:
+    out = []
+    for claim_id, claim in prereg["claims"].items():
+        for model in claim.get("models", prereg["common"]["models"]):
+            if model not in models:
+                continue
+            for family in prereg["common"]["families"]:
+                out.append((claim_id, model, family))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("root")
+    parser.add_argument("--compare")
+    args = parser.parse_args()
+    root = Path(args.root)
+    prereg = tomllib.loads(
+        (Path(__file__).resolve().parent.parent / "claims" / "preregistration.toml").read_text()
+    )
+    ledger = json.loads((root / "verdicts.json").read_text())
+    entries = {(e["claim"], e["model"], e["family"]): e for e in ledger["claims"]}
+    # optional models (weights not on this machine) may be skipped, with a reason
+    expected = [
+        key
+        for key in expected_entries(
+            prereg, ["whisper-tiny.en", "whisper-base", "whisper-small", "whisper-large-v2"]
+        )
+        if not (
+            key[1] not in prereg["common"]["models"]
+            and entries.get(key, {}).get("verdict") == "skipped"
+        )
+    ]
+    problems = validate_ledger(ledger, expected, root)
+    for key in expected:
+        entry = entries.get(key)
+        if entry and entry["verdict"] == "skipped":
+            problems.append(f"{key}: skipped ({entry.get('message', '')})")
+    print(f"{len(ledger['claims'])} verdicts ({ledger['profile']} profile):")
+    for e in ledger["claims"]:
+        print(
+            f"  {e['claim']:9s} {e['model']:17s} {e['family']:6s} {e['verdict']:14s} "
+            f"{e.get('statistic', '')} = {e.get('observed', '')} "
+            f"(threshold {e.get('threshold', '')})"
+        )
+    if args.compare:
+        other = json.loads((Path(args.compare) / "verdicts.json").read_text())
+        theirs = {(e["claim"], e["model"], e["family"]): e for e in other["claims"]}
+        for key in sorted(set(entries) & set(theirs)):
+            if entries[key] != theirs[key]:
+                problems.append(f"{key}: differs between runs: {entries[key]} vs {theirs[key]}")
+        print(f"compared {len(set(entries) & set(theirs))} shared verdicts with {args.compare}")
+    for p in problems:
+        print("PROBLEM:", p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Command line: ``listenkit sweep ...`` for work outside pytest.
+
+    listenkit sweep --model whisper-base --family noise --site encoder.attn_out --out DIR
+
+writes ``DIR/sweep.csv`` (per stimulus and layer), ``DIR/sweep.json``,
+``DIR/curve.csv`` (mean and 95% CI per layer) and ``DIR/curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import listenkit
+from listenkit.families import DEFAULT_FAMILIES, family_pairs
+from listenkit.plots import plot_layer_claim
+
+__all__ = ["main"]
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
+    model = listenkit.load_model(args.model)
+    pairs = family_pairs(DEFAULT_FAMILIES[args.family], args.pairs, seed=args.seed)
+    result = listenkit.sweep(
+        model,
+        list(pairs),
+        args.site,
+        reference=args.reference,
+        mode=args.mode,
+        floor=args.floor,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out / "sweep.csv")
+    result.to_json(out / "sweep.json")
+    if not result.included.any():
+        print(f"all {len(result.ids)} pairs excluded by the floor; no curve", file=sys.stderr)
+        return 1
+    curve = result.curve(seed=args.seed, n_resamples=args.resamples)
+    with open(out / "curve.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["layer", "mean", "ci_low", "ci_high", "n"])
+        writer.writeheader()
+        writer.writerows(curve.to_records())
+    plot_layer_claim(
+        out / "curve.png",
+        curve,
+        title=f"{args.site} {args.model} {args.family} ({args.mode}, n={curve.n})",
+    )
+    peak = curve.layers[int(np.argmax(curve.mean))]
+    print(
+        f"{args.model} {args.family} {args.site}: n used {curve.n}, excluded "
+        f"{len(result.excluded_ids)}, peak layer {peak}; wrote {out}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="listenkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sweep = sub.add_parser("sweep", help="patch one site over all layers and plot the curve")
+    sweep.add_argument("--model", default="whisper-base")
+    sweep.add_argument("--family", choices=sorted(DEFAULT_FAMILIES), default="noise")
+    sweep.add_argument("--site", default="encoder.attn_out", choices=sorted(listenkit.COMPONENTS))
+    sweep.add_argument("--out", required=True, help="output directory")
+    sweep.add_argument("--pairs", type=int, default=16, help="first N text-bank sentences")
+    sweep.add_argument("--mode", choices=("denoise", "noise"), default="denoise")
+    sweep.add_argument("--reference", choices=("greedy", "text"), default="greedy")
+    sweep.add_argument("--floor", type=float, default=1.0, help="exclusion floor (nats)")
+    sweep.add_argument("--seed", type=int, default=20260226)
+    sweep.add_argument("--resamples", type=int, default=10_000)
+    sweep.add_argument("--batch-size", type=int, default=8)
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.command == "sweep":
+        return _sweep_command(args)
+    return 2  # pragma: no cover
+
+
+if __name__ == "__main__":
+    sys.exit(main())
