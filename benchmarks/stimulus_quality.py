@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 
 import numpy as np
 
 import listenkit
 from listenkit.grounding import conflict_margins, text_dominance_ratio
 from listenkit.stimuli import (
+    align_flip,
     conflict_stimuli,
     noise_pairs,
     pocketsphinx_clips,
@@ -25,6 +27,7 @@ from listenkit.stimuli import (
     textbank,
     voice_pairs,
 )
+from listenkit.stimuli.conflict import conflict_templates
 from listenkit.wer import wer
 
 VOICES = (
@@ -72,7 +75,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=56)
     parser.add_argument("--conflicts-per-type", type=int, default=100)
+    parser.add_argument("--models", default="whisper-tiny.en,whisper-base")
     args = parser.parse_args()
+    models = args.models.split(",")
     texts = textbank()[: args.n]
     sets = {
         f"noise white {snr:g} dB": noise_pairs(texts, snr, "white", seed=20260226)
@@ -89,13 +94,13 @@ def main() -> None:
         "| median score drop (nats) | share drop >= 1 nat |"
     )
     print("|---|---|---|---|---|---|")
-    for model_name in ("whisper-tiny.en", "whisper-base"):
+    for model_name in models:
         model = listenkit.load_model(model_name)
         for name, pairs in sets.items():
             pair_report(model, name, list(pairs))
     clips = pocketsphinx_clips()
     print("\nReal speech (12 pocketsphinx clips):")
-    for model_name in ("whisper-tiny.en", "whisper-base"):
+    for model_name in models:
         model = listenkit.load_model(model_name)
         hyps = batched(model, [c.audio for c in clips], transcribe)
         w = np.array(wer([c.text for c in clips], hyps))
@@ -103,15 +108,21 @@ def main() -> None:
         for c, h, x in zip(clips, hyps, w, strict=True):
             print(f"   {x:.2f}  {c.text!r} -> {h!r}")
     print("\nConflict stimuli:")
-    for model_name in ("whisper-tiny.en", "whisper-base"):
+    for model_name in models:
         model = listenkit.load_model(model_name)
+        survived = {}
+        for flip_type, templates in conflict_templates().items():
+            reasons = Counter(
+                align_flip(t.ref_text, t.conflict_text, model.text_tokens).reason for t in templates
+            )
+            survived[flip_type] = f"{reasons['aligned']}/{len(templates)} {dict(reasons)}"
+        print(f"{model_name}: aligned / templated per flip type: {survived}")
         start = time.time()
         stims = conflict_stimuli(
             per_flip_type=args.conflicts_per_type,
             encode=model.text_tokens,
             tokenizer_name=model.name,
         )
-        print(f"{model_name}: {len(stims)} aligned; dropped {stims.header['dropped']}")
         for prompt in ("conflict", None):
             margins = conflict_margins(model, list(stims), text_channel=prompt)
             tdr = text_dominance_ratio(margins, list(stims))
