@@ -72,21 +72,13 @@ def _curve_evidence(effects, layers, rng, n_resamples):
     return curve, curve.to_records()
 
 
-@pytest.mark.claim("C1")
-@pytest.mark.parametrize(("model_name", "family"), _params(MODELS))
-def test_c1_causal_peak_at_half_depth(model_name, family, e1, profile, claim_record):
-    """C1 (Phase 1, E1): "A sharp causal peak at ~50% depth of the Whisper encoder".
-
-    Supported iff P_boot(L*/N in [1/3, 2/3]) >= 0.95, L* = argmax of the mean
-    recovery curve of encoder.attn_out.
-    """
-    claim = CLAIMS["C1"]
+def _peak_region_claim(claim_id, region, label, model_name, family, e1, profile, claim_record):
+    """Shared body of C1 and C1-named: P_boot(L* in region) against the threshold."""
+    __tracebackhide__ = True
+    claim = CLAIMS[claim_id]
     sweep = e1.sweeps[claim["site"]]
     effects, layers = sweep.included_effects(), sweep.layers
-    n = len(layers)
-    low, high = claim["region_relative"]
-    region = [layer for layer in layers if low - 1e-12 <= layer / n <= high + 1e-12]
-    rng = _rng("C1", model_name, family)
+    rng = _rng(claim_id, model_name, family)
     curve, records = _curve_evidence(effects, layers, rng, _resamples(profile))
     peak = peak_location(effects, layers, rng=rng, n_resamples=_resamples(profile))
     p = probability_in(peak["samples"], region)
@@ -98,30 +90,47 @@ def test_c1_causal_peak_at_half_depth(model_name, family, e1, profile, claim_rec
         region=region,
         n_used=len(effects),
     )
+    distribution = {str(x): float(np.mean(peak["samples"] == x)) for x in layers}
     claim_record.write(
-        "C1",
+        claim_id,
         model_name,
         family,
-        _base_evidence(e1, "C1", profile)
+        _base_evidence(e1, claim_id, profile)
         | {
             "curve": records,
             "L_star": peak["observed"],
             "region_layers": region,
-            "L_star_distribution": {str(x): float(np.mean(peak["samples"] == x)) for x in layers},
+            "L_star_distribution": distribution,
             "p_region": p,
             "threshold": claim["threshold"],
         },
     )
     plot_layer_claim(
-        claim_record.plot_path("C1", model_name, family),
+        claim_record.plot_path(claim_id, model_name, family),
         curve,
-        title=f"C1 {model_name} {family}: P(L*/N in [1/3,2/3]) = {p:.3f}",
+        title=f"{claim_id} {model_name} {family}: P({label}) = {p:.3f}",
         region=region,
         l_star_samples=peak["samples"],
     )
     assert p >= claim["threshold"], (
-        f"C1 not supported on {model_name}/{family}: P_boot(L*/N in [1/3, 2/3]) = {p:.3f} "
-        f"< {claim['threshold']} (L* = {peak['observed']} of {n}, n = {len(effects)})"
+        f"{claim_id} not supported on {model_name}/{family}: P_boot({label}) = {p:.3f} "
+        f"< {claim['threshold']} (L* = {peak['observed']} of {len(layers)}, n = {len(effects)})"
+    )
+
+
+@pytest.mark.claim("C1")
+@pytest.mark.parametrize(("model_name", "family"), _params(MODELS))
+def test_c1_causal_peak_at_half_depth(model_name, family, e1, profile, claim_record):
+    """C1 (Phase 1, E1): "A sharp causal peak at ~50% depth of the Whisper encoder".
+
+    Supported iff P_boot(L*/N in [1/3, 2/3]) >= 0.95, L* = argmax of the mean
+    recovery curve of encoder.attn_out.
+    """
+    low, high = CLAIMS["C1"]["region_relative"]
+    n = e1.model.encoder_layers
+    region = [layer for layer in range(1, n + 1) if low - 1e-12 <= layer / n <= high + 1e-12]
+    _peak_region_claim(
+        "C1", region, "L*/N in [1/3, 2/3]", model_name, family, e1, profile, claim_record
     )
 
 
@@ -131,46 +140,9 @@ def test_c1_named_listen_layer(model_name, family, e1, profile, claim_record):
     """C1-named (Phase 1, E1): "The Listen Layer is layer 3 in Whisper-base (3-4 in small,
     6-7 in large)". Supported iff P_boot(L* in S) >= 0.95 with S from the pre-registration.
     """
-    claim = CLAIMS["C1-named"]
-    region = claim["region"][model_name]
-    sweep = e1.sweeps[claim["site"]]
-    effects, layers = sweep.included_effects(), sweep.layers
-    rng = _rng("C1-named", model_name, family)
-    curve, records = _curve_evidence(effects, layers, rng, _resamples(profile))
-    peak = peak_location(effects, layers, rng=rng, n_resamples=_resamples(profile))
-    p = probability_in(peak["samples"], region)
-    claim_record.set(
-        statistic=claim["statistic"],
-        threshold=claim["threshold"],
-        observed=round(p, 4),
-        L_star=peak["observed"],
-        region=region,
-        n_used=len(effects),
-    )
-    claim_record.write(
-        "C1-named",
-        model_name,
-        family,
-        _base_evidence(e1, "C1-named", profile)
-        | {
-            "curve": records,
-            "L_star": peak["observed"],
-            "region_layers": region,
-            "L_star_distribution": {str(x): float(np.mean(peak["samples"] == x)) for x in layers},
-            "p_region": p,
-            "threshold": claim["threshold"],
-        },
-    )
-    plot_layer_claim(
-        claim_record.plot_path("C1-named", model_name, family),
-        curve,
-        title=f"C1-named {model_name} {family}: P(L* in {region}) = {p:.3f}",
-        region=region,
-        l_star_samples=peak["samples"],
-    )
-    assert p >= claim["threshold"], (
-        f"C1-named not supported on {model_name}/{family}: P_boot(L* in {region}) = {p:.3f} "
-        f"< {claim['threshold']} (L* = {peak['observed']}, n = {len(effects)})"
+    region = CLAIMS["C1-named"]["region"][model_name]
+    _peak_region_claim(
+        "C1-named", region, f"L* in {region}", model_name, family, e1, profile, claim_record
     )
 
 

@@ -58,6 +58,10 @@ def plot_layer_claim(
         ax2.set_ylim(0, 1)
         ax2.set_xlabel("bootstrap L*")
         ax2.set_ylabel("share of resamples")
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,9 +91,4 @@ def plot_profiles(
     for ax in axes:
         ax.set_xlabel("layer (0 = conv front end)")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 import textwrap
-import time
 import warnings
 
 import pytest
@@ -16,6 +12,8 @@ import torch
 import listenkit
 from listenkit.cache import CacheWarning, cache_root
 from listenkit.loading import EMBEDDED_MODELS, EmbeddedWeights, ModelNotAvailableError
+
+from .racing import race
 
 
 @pytest.fixture
@@ -125,9 +123,9 @@ def test_hf_prefix_on_a_non_model_dir_is_a_clear_error(tmp_path):
         listenkit.load_model(f"hf:{tmp_path}")
 
 
-RACER = textwrap.dedent(
+RACE_SETUP = textwrap.dedent(
     """
-    import os, sys, time
+    import time
     import listenkit.loading as loading
     real = loading.read_ct2_model
     def slow_read(parts):
@@ -135,9 +133,10 @@ RACER = textwrap.dedent(
         time.sleep(1.0)  # widen the race window
         return real(parts)
     loading.read_ct2_model = slow_read
-    open(sys.argv[1] + f".ready{os.getpid()}", "w").close()
-    while not os.path.exists(sys.argv[1]):
-        time.sleep(0.01)
+    """
+)
+RACE_BODY = textwrap.dedent(
+    """
     model = loading.load_model("whisper-tiny.en")
     print("LOADED", model.encoder_layers, flush=True)
     """
@@ -145,20 +144,7 @@ RACER = textwrap.dedent(
 
 
 def test_two_processes_racing_on_a_cold_cache_convert_once(fresh_cache, tmp_path):
-    go = tmp_path / "go"
-    env = {**os.environ, "LISTENKIT_CACHE": str(fresh_cache)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", RACER, str(go)], env=env, stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob("go.ready*"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # wait until both processes have imported listenkit
-    go.touch()
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    outputs = race(RACE_SETUP, RACE_BODY, cache=fresh_cache, workdir=tmp_path)
     assert sum(out.count("CONVERTING") for out in outputs) == 1, outputs
     assert all("LOADED 4" in out for out in outputs), outputs
     leftovers = [p.name for p in (fresh_cache / "models").rglob("*.tmp")]

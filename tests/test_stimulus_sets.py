@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -25,6 +22,8 @@ from listenkit.stimuli import (
     voice_pairs,
 )
 from listenkit.stimuli.store import load_manifest
+
+from .racing import race
 
 TEXTS = ("The red car is parked next to the old bakery.", "Nine silver spoons were missing.")
 
@@ -92,9 +91,9 @@ def test_voice_and_speed_pairs(tmp_path, monkeypatch):
         noise_pairs(["fine", " "], 0.0)
 
 
-RACER = textwrap.dedent(
+RACE_SETUP = textwrap.dedent(
     """
-    import os, sys, time
+    import time
     import listenkit.stimuli.pairs as pairs
     real = pairs.mix_at_snr
     def counting_mix(*args, **kwargs):
@@ -102,9 +101,10 @@ RACER = textwrap.dedent(
         time.sleep(0.5)
         return real(*args, **kwargs)
     pairs.mix_at_snr = counting_mix
-    open(sys.argv[1] + f".ready{os.getpid()}", "w").close()
-    while not os.path.exists(sys.argv[1]):
-        time.sleep(0.01)
+    """
+)
+RACE_BODY = textwrap.dedent(
+    """
     built = pairs.noise_pairs(["Two workers, one set."], 0.0, "white", seed=9)
     print("LOADED", len(built), flush=True)
     """
@@ -112,20 +112,7 @@ RACER = textwrap.dedent(
 
 
 def test_two_processes_build_a_set_once(tmp_path):
-    go = tmp_path / "go"
-    env = {**os.environ, "LISTENKIT_CACHE": str(tmp_path / "cache")}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", RACER, str(go)], env=env, stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob("go.ready*"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    go.touch()
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    outputs = race(RACE_SETUP, RACE_BODY, cache=tmp_path / "cache", workdir=tmp_path)
     assert sum(o.count("BUILDING") for o in outputs) == 1, outputs
     assert all("LOADED 1" in o for o in outputs)
 
