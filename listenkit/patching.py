@@ -124,9 +124,27 @@ def _metric_from_logits(logits: torch.Tensor, rows: dict) -> np.ndarray:
     return out.numpy()
 
 
-def _decode_metric(model: SpeechModel, features: torch.Tensor, rows: dict) -> np.ndarray:
-    logits = model.module.decoder(rows["tokens"][:, :-1], features[rows["owner"]])
-    return _metric_from_logits(logits, rows)
+def _decode_metric(
+    model: SpeechModel, features: torch.Tensor, rows: dict, *, per_item: bool = False
+) -> np.ndarray:
+    """Metric per item from encoder features. ``per_item`` decodes each item's rows on
+    their own (no padding across items), so values do not depend on the batch."""
+    if not per_item:
+        logits = model.module.decoder(rows["tokens"][:, :-1], features[rows["owner"]])
+        return _metric_from_logits(logits, rows)
+    out = np.empty(rows["n_items"])
+    owner = rows["owner"].cpu()
+    for i in range(rows["n_items"]):
+        select = torch.nonzero(owner == i)[:, 0]
+        width = max(rows["lengths"][j] for j in select.tolist())
+        tokens = rows["tokens"][select.to(rows["tokens"].device), :width]
+        logits = model.module.decoder(
+            tokens[:, :-1], features[i : i + 1].expand(len(select), -1, -1)
+        )
+        logprobs = torch.log_softmax(logits.double(), dim=-1)
+        picked = logprobs.gather(-1, tokens[:, 1:, None])[..., 0].cpu()
+        out[i] = float((picked * rows["mask"][select, : width - 1]).sum())
+    return out
 
 
 def _positions(site: Site, batch: _Batch, rows: dict | None):
@@ -183,10 +201,10 @@ def _run_batch(
     with ExitStack() as stack:
         for s in dec_sites:
             stack.enter_context(capture(module, table[s.component], layers[s], source_acts[s]))
-        m_source = _decode_metric(model, feats_source, batch.source)
+        m_source = _decode_metric(model, feats_source, batch.source, per_item=not dec_sites)
     dec_inputs: dict[int, torch.Tensor] = {}
     with capture_block_inputs(module.decoder.blocks, dec_layers, dec_inputs):
-        m_base = _decode_metric(model, feats_base, batch.base)
+        m_base = _decode_metric(model, feats_base, batch.base, per_item=not dec_sites)
     if dec_sites:
         _check_decoder_alignment(batch)
 
@@ -204,7 +222,7 @@ def _run_batch(
                     for block in module.encoder.blocks[layer - 1 :]:
                         x = block(x)
                     features = module.encoder.ln_post(x)
-                values[:, j] = _decode_metric(model, features, batch.base)
+                values[:, j] = _decode_metric(model, features, batch.base, per_item=True)
             else:
                 rows = batch.base
                 xa = feats_base[rows["owner"]]
