@@ -77,48 +77,35 @@ def _adjective_swaps() -> list[_Template]:
 
 
 def _negations(add: bool) -> list[_Template]:
-    flip = "negation_add" if add else "negation_remove"
-    out = []
-    for place, thing in _PLACES:
-        pos = f"There is a {thing} in the {place}."
-        neg = f"There is no {thing} in the {place}."
-        out.append(
-            _Template(
-                flip_type=flip,
-                ref_text=pos if add else neg,
-                conflict_text=neg if add else pos,
-                question_text=f"Is there a {thing} in the {place}?",
-                choices=("yes", "no"),
-                correct_answer="yes" if add else "no",
-            )
+    """(positive, negative, yes/no question) triples; ``add`` flips positive -> negative."""
+    triples = [
+        (f"There is a {thing} in the {place}.", f"There is no {thing} in the {place}.",
+         f"Is there a {thing} in the {place}?")
+        for place, thing in _PLACES
+    ]  # fmt: skip
+    # natural "is / is not" negations: token counts differ, so the alignment filter
+    # drops them from text-stream sweeps; audio-only analyses keep them
+    triples += [
+        (f"The {shop} is open on {day}.", f"The {shop} is not open on {day}.",
+         f"Is the {shop} open on {day}?")
+        for shop, day in itertools.product(_SHOPS, _DAYS)
+    ]  # fmt: skip
+    triples += [
+        (f"{name} can {ability} very well.", f"{name} cannot {ability} very well.",
+         f"Can {name} {ability} very well?")
+        for name, ability in itertools.product(_NAMES, _ABILITIES)
+    ]  # fmt: skip
+    return [
+        _Template(
+            flip_type="negation_add" if add else "negation_remove",
+            ref_text=pos if add else neg,
+            conflict_text=neg if add else pos,
+            question_text=question,
+            choices=("yes", "no"),
+            correct_answer="yes" if add else "no",
         )
-    for shop, day in itertools.product(_SHOPS, _DAYS):
-        # natural "is / is not" negations: token counts differ, so the alignment
-        # filter drops them from text-stream sweeps; audio-only analyses keep them
-        pos, neg = f"The {shop} is open on {day}.", f"The {shop} is not open on {day}."
-        out.append(
-            _Template(
-                flip_type=flip,
-                ref_text=pos if add else neg,
-                conflict_text=neg if add else pos,
-                question_text=f"Is the {shop} open on {day}?",
-                choices=("yes", "no"),
-                correct_answer="yes" if add else "no",
-            )
-        )
-    for name, ability in itertools.product(_NAMES, _ABILITIES):
-        pos, neg = f"{name} can {ability} very well.", f"{name} cannot {ability} very well."
-        out.append(
-            _Template(
-                flip_type=flip,
-                ref_text=pos if add else neg,
-                conflict_text=neg if add else pos,
-                question_text=f"Can {name} {ability} very well?",
-                choices=("yes", "no"),
-                correct_answer="yes" if add else "no",
-            )
-        )
-    return out
+        for pos, neg, question in triples
+    ]
 
 
 def _number_swaps() -> list[_Template]:
