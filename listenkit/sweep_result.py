@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -46,13 +47,17 @@ class Sweep:
     def base(self) -> np.ndarray:
         return self.corrupt if self.mode == "denoise" else self.clean
 
+    @functools.cached_property
+    def _recovery(self) -> tuple[np.ndarray, np.ndarray]:
+        return normalized_recovery(self.patched, self.base, self.source, floor=self.floor)
+
     @property
     def effects(self) -> np.ndarray:
-        return normalized_recovery(self.patched, self.base, self.source, floor=self.floor)[0]
+        return self._recovery[0]
 
     @property
     def included(self) -> np.ndarray:
-        return normalized_recovery(self.patched, self.base, self.source, floor=self.floor)[1]
+        return self._recovery[1]
 
     @property
     def excluded_ids(self) -> tuple[str, ...]:
