@@ -1,24 +1,33 @@
-"""Stimulus families: named recipes for minimal-pair sets.
+"""Stimulus families: named recipes for minimal-pair and conflict sets.
 
-A family spec is a mapping with ``generator`` (``noise_pairs``, ``voice_pairs`` or
-``speed_pairs``) and that generator's parameters; ``DEFAULT_FAMILIES`` are the ones
-the claims suite pre-registers (``claims/preregistration.toml``).
+A pair-family spec is a mapping with ``generator`` (``noise_pairs``, ``voice_pairs``
+or ``speed_pairs``) and that generator's parameters; a conflict-family spec has
+``voice`` and optionally ``noise`` and ``snr_db`` (added to every audio of the set).
+``DEFAULT_FAMILIES`` and ``CONFLICT_FAMILIES`` are the ones the claims suite
+pre-registers (``claims/preregistration.toml``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from listenkit.stimuli.conflict import conflict_stimuli, noisy_conflicts
 from listenkit.stimuli.pairs import noise_pairs, speed_pairs, voice_pairs
 from listenkit.stimuli.store import StimulusSet
 from listenkit.stimuli.textbank import textbank
+from listenkit.stimuli.types import ConflictStimulus
 
-__all__ = ["DEFAULT_FAMILIES", "family_pairs"]
+__all__ = ["CONFLICT_FAMILIES", "DEFAULT_FAMILIES", "conflict_family", "family_pairs"]
 
 DEFAULT_FAMILIES: dict[str, dict[str, Any]] = {
     "noise": {"generator": "noise_pairs", "noise": "white", "snr_db": 0.0, "voice": "piper:joe"},
     "voice": {"generator": "voice_pairs", "voice_a": "piper:joe", "voice_b": "flite:slt"},
+}
+
+CONFLICT_FAMILIES: dict[str, dict[str, Any]] = {
+    "conflict": {"voice": "piper:joe"},
+    "conflict-noisy": {"voice": "piper:joe", "noise": "white", "snr_db": 5.0},
 }
 
 
@@ -36,3 +45,29 @@ def family_pairs(spec: Mapping[str, Any], n: int, *, seed: int) -> StimulusSet:
     if generator == "speed_pairs":
         return speed_pairs(texts, spec["factor"])
     raise ValueError(f"unknown generator {generator!r}")
+
+
+def conflict_family(
+    spec: Mapping[str, Any],
+    per_flip_type: int,
+    *,
+    encode: Callable[[str], list[int]],
+    tokenizer_name: str,
+    seed: int,
+) -> tuple[StimulusSet, list[ConflictStimulus]]:
+    """Conflicts whose two texts line up under ``encode`` (a model's ``text_tokens``),
+    ``per_flip_type`` of each flip type; with ``noise`` in the spec, noisy copies.
+
+    Returns the cached clean set (manifest, drop counts) and the stimuli to run.
+    """
+    clean = conflict_stimuli(
+        per_flip_type=per_flip_type,
+        encode=encode,
+        tokenizer_name=tokenizer_name,
+        voice=spec["voice"],
+        seed=seed,
+    )
+    stimuli = list(clean)
+    if spec.get("noise"):
+        stimuli = noisy_conflicts(stimuli, spec["snr_db"], noise=spec["noise"], seed=seed)
+    return clean, stimuli

@@ -193,8 +193,11 @@ def _run_batch(
             stack.enter_context(capture(module, table[s.component], layers[s], source_acts[s]))
         feats_source = module.encoder(batch.mel_source)
     base_inputs: dict[int, torch.Tensor] = {}
-    with capture_block_inputs(module.encoder.blocks, enc_layers, base_inputs):
-        feats_base = module.encoder(batch.mel_base)
+    if not enc_sites and torch.equal(batch.mel_source, batch.mel_base):
+        feats_base = feats_source  # same audio (e.g. a text-stream intervention): encode once
+    else:
+        with capture_block_inputs(module.encoder.blocks, enc_layers, base_inputs):
+            feats_base = module.encoder(batch.mel_base)
     _check_finite("encoder output", feats_source, batch.ids)
     _check_finite("encoder output", feats_base, batch.ids)
 
@@ -259,6 +262,11 @@ def run_patching(
         raise ValueError("item ids must be unique")
     site_layers: dict[Site, tuple[int, ...]] = {}
     for s in sites:
+        if s.component not in OPENAI_WHISPER:
+            raise SiteError(
+                f"{s.component} is not a Whisper site; audio language models run through "
+                "listenkit.lm_grounding"
+            )
         n = model.encoder_layers if s.stack == "encoder" else model.decoder_layers
         s.check(n_layers=n, n_heads=model.heads)
         site_layers[s] = s.layers(n) if layers is None else tuple(layers)

@@ -11,9 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from listenkit.grounding_stats import GroundingCurves
 from listenkit.stats import Curve
 
-__all__ = ["plot_layer_claim", "plot_profiles"]
+__all__ = ["plot_grounding", "plot_layer_claim", "plot_profiles"]
 
 
 def plot_layer_claim(
@@ -91,4 +92,65 @@ def plot_profiles(
     for ax in axes:
         ax.set_xlabel("layer (0 = conv front end)")
     fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_grounding(
+    path: str | Path,
+    curves: GroundingCurves,
+    *,
+    title: str,
+    region: Collection[int] | None = None,
+    l_star_samples: np.ndarray | None = None,
+    note: str | None = None,
+) -> Path:
+    """dA and dT with CI bands; gc with its CI where defined (undefined layers marked
+    with an x on the axis, never drawn as a number); optional histogram of bootstrap l*."""
+    panels = 3 if l_star_samples is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.8 * panels, 3.6), squeeze=False)
+    layers = np.asarray(curves.layers)
+    ax = axes[0, 0]
+    for name, mean, low, high, colour in (
+        ("dA (audio stream)", curves.da_mean, curves.da_low, curves.da_high, "tab:blue"),
+        ("dT (text stream)", curves.dt_mean, curves.dt_low, curves.dt_high, "tab:orange"),
+    ):
+        ax.fill_between(layers, low, high, color=colour, alpha=0.2)
+        ax.plot(layers, mean, "o-", color=colour, label=name)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("layer (from 1)")
+    ax.set_ylabel("share of the effect restored")
+    ax.set_xticks(layers)
+    ax.legend(fontsize=7)
+    ax.set_title(f"n = {curves.n}", fontsize=9)
+    ax = axes[0, 1]
+    if region:
+        ax.axvspan(min(region) - 0.5, max(region) + 0.5, color="tab:green", alpha=0.12,
+                   label="claimed region")  # fmt: skip
+    defined = np.isfinite(curves.gc)
+    gc = np.where(defined, curves.gc, np.nan)  # NaN breaks the line: no value is drawn
+    ax.fill_between(layers, curves.gc_low, curves.gc_high, where=defined, color="tab:purple",
+                    alpha=0.25, label="95% CI")  # fmt: skip
+    ax.plot(layers, gc, "o-", color="tab:purple", label="gc")
+    if (~defined).any():
+        ax.plot(layers[~defined], np.zeros((~defined).sum()), "x", color="black", ms=9,
+                label="undefined (mean dA + mean dT < min)")  # fmt: skip
+    if curves.l_star:
+        ax.axvline(curves.l_star, color="tab:red", ls=":", label=f"l* = {curves.l_star}")
+    ax.set_xticks(layers)
+    ax.set_xlabel("layer (from 1)")
+    ax.set_ylabel("grounding coefficient")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6, loc="best")
+    if note:
+        ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=6, color="grey")
+    if l_star_samples is not None:
+        ax3 = axes[0, 2]
+        counts = [np.mean(l_star_samples == layer) for layer in layers]
+        ax3.bar(layers, counts, color="tab:red", alpha=0.7)
+        if region:
+            ax3.axvspan(min(region) - 0.5, max(region) + 0.5, color="tab:green", alpha=0.12)
+        ax3.set_xticks(layers)
+        ax3.set_ylim(0, 1)
+        ax3.set_xlabel("bootstrap l*_gc")
+        ax3.set_ylabel("share of resamples")
     return _save(fig, path)

@@ -26,6 +26,9 @@ COMPONENTS: dict[str, str] = {
     "decoder.cross_attn_out": "cross-attention sublayer output of decoder block l",
     "decoder.self_attn_out": "self-attention sublayer output of decoder block l",
     "decoder.resid": "residual stream after decoder block l",
+    "lm.resid": "residual stream after language-model layer l (audio LMs: Qwen2-Audio)",
+    "lm.attn_out": "self-attention output of language-model layer l (audio LMs)",
+    "lm.mlp_out": "MLP output of language-model layer l (audio LMs)",
 }
 
 

@@ -17,15 +17,22 @@ import functools
 import itertools
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from listenkit.stimuli.noise import make_noise, mix_at_snr, speech_span
 from listenkit.stimuli.store import StimulusSet, cached_stimulus_set
 from listenkit.stimuli.tts import get_voice
 from listenkit.stimuli.types import FLIP_TYPES, ConflictStimulus, Question, Utterance
 
-__all__ = ["FlipAlignment", "align_flip", "conflict_stimuli", "conflict_templates"]
+__all__ = [
+    "FlipAlignment",
+    "align_flip",
+    "conflict_stimuli",
+    "conflict_templates",
+    "noisy_conflicts",
+]
 
 _NAMES = ("Anna", "Tom", "Maria", "David", "Sarah", "James", "Laura", "Peter", "Emma", "Jack")
 _NOUNS = ("car", "door", "bicycle", "jacket", "umbrella", "boat", "cup", "bag", "chair", "kite")
@@ -300,3 +307,27 @@ def conflict_stimuli(
         return items, header
 
     return cached_stimulus_set("conflict_stimuli", params, build)
+
+
+def noisy_conflicts(
+    stimuli: Sequence[ConflictStimulus], snr_db: float, *, noise: str = "white", seed: int = 0
+) -> list[ConflictStimulus]:
+    """The same stimuli with ``noise`` at ``snr_db`` (over the speech span) added to both
+    audios; the noise of stimulus ``i``'s ref/conflict audio is seeded by ``[seed, i, 0/1]``."""
+    out = []
+    for i, s in enumerate(stimuli):
+        noisy = {}
+        for role, utt in (("ref_audio", s.ref_audio), ("conflict_audio", s.conflict_audio)):
+            if utt is None:
+                raise ValueError(f"stimulus {s.stimulus_id!r} has no {role}")
+            rng = np.random.default_rng([int(seed), i, 0 if role == "ref_audio" else 1])
+            span = speech_span(utt.audio)
+            mixed, measured = mix_at_snr(
+                utt.audio, make_noise(noise, utt.audio.size, rng), snr_db, span=span
+            )
+            meta = dict(utt.meta) | {"noise": noise, "snr_db": float(snr_db)}
+            meta["measured_snr_db"] = round(measured, 6)
+            noisy[role] = Utterance(id=utt.id, text=utt.text, audio=mixed, meta=meta)
+        meta = dict(s.meta) | {"noise": {"kind": noise, "snr_db": float(snr_db), "seed": seed}}
+        out.append(replace(s, meta=meta, **noisy))
+    return out

@@ -1,0 +1,187 @@
+"""The grounding coefficient on Whisper's decoder: interchange interventions per layer.
+
+For a conflict stimulus (audio says ``ref_text``, the previous-text prompt says
+``conflict_text``) the margin ``m = log p(a) - log p(b)`` is scored at the flipped
+span, teacher forced on the shared transcript prefix (``listenkit.grounding``).
+Three runs (Geiger et al. interchange interventions):
+
+- base ``x``: audio of ``ref_text``, prompt ``conflict_text``;
+- audio source ``x_a``: audio of ``conflict_text``, prompt ``conflict_text``;
+- text source ``x_t``: audio of ``ref_text``, prompt ``ref_text``.
+
+Per decoder layer ``l`` (from 1):
+
+    dA(l) = (m(x) - m(x <- audio stream of x_a at l)) / (m(x) - m(x_a))
+    dT(l) = (m(x <- text stream of x_t at l) - m(x)) / (m(x_t) - m(x))
+
+The audio stream is ``decoder.cross_attn_out`` at all positions, the text stream
+``decoder.resid`` at the prompt positions (which line up because both texts have
+the same token count). A stimulus is used iff ``|m(x) - m(x_a)| >= floor`` and
+``|m(x_t) - m(x)| >= floor`` (nats). ``gc`` and its statistics: ``grounding_stats``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from listenkit.metrics import logit_diff_rows
+from listenkit.patching import PatchItem, RunInput, run_patching
+from listenkit.sites import Site
+from listenkit.speech_model import SpeechModel
+from listenkit.stimuli.conflict import align_flip
+from listenkit.stimuli.types import ConflictStimulus
+
+__all__ = ["AUDIO_STREAM", "TEXT_STREAM", "GroundingSweep", "grounding_sweep"]
+
+AUDIO_STREAM = Site(component="decoder.cross_attn_out")
+TEXT_STREAM = Site(component="decoder.resid", positions="prompt")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroundingSweep:
+    """Per-stimulus margins (nats) of the three runs and of every patched run."""
+
+    ids: tuple[str, ...]
+    flip_types: tuple[str, ...]
+    layers: tuple[int, ...]
+    m_x: np.ndarray  # [n]
+    m_audio_source: np.ndarray  # [n] m(x_a)
+    m_text_source: np.ndarray  # [n] m(x_t)
+    audio_patched: np.ndarray  # [n, layers] m(x <- audio stream of x_a)
+    text_patched: np.ndarray  # [n, layers] m(x <- text stream of x_t)
+    floor: float
+    audio_site: Site = AUDIO_STREAM
+    text_site: Site = TEXT_STREAM
+
+    @property
+    def audio_gap(self) -> np.ndarray:
+        """``m(x) - m(x_a)``: how much the audio moves the margin."""
+        return self.m_x - self.m_audio_source
+
+    @property
+    def text_gap(self) -> np.ndarray:
+        """``m(x_t) - m(x)``: how much the text channel moves the margin."""
+        return self.m_text_source - self.m_x
+
+    @property
+    def included(self) -> np.ndarray:
+        return (np.abs(self.audio_gap) >= self.floor) & (np.abs(self.text_gap) >= self.floor)
+
+    @property
+    def failures(self) -> np.ndarray:
+        """Text-dominant failures: ``m(x) < 0`` (the model prefers the text's version)."""
+        return self.m_x < 0
+
+    def da(self) -> np.ndarray:
+        """dA for included stimuli, ``[n_included, layers]``."""
+        keep = self.included
+        return (self.m_x[keep, None] - self.audio_patched[keep]) / self.audio_gap[keep, None]
+
+    def dt(self) -> np.ndarray:
+        """dT for included stimuli, ``[n_included, layers]``."""
+        keep = self.included
+        return (self.text_patched[keep] - self.m_x[keep, None]) / self.text_gap[keep, None]
+
+    def exclusions(self) -> dict[str, dict[str, int]]:
+        """Excluded stimuli per flip type and reason (a stimulus may fail both floors)."""
+        out: dict[str, Counter[str]] = {}
+        audio_low = np.abs(self.audio_gap) < self.floor
+        text_low = np.abs(self.text_gap) < self.floor
+        for ft, a, t in zip(self.flip_types, audio_low, text_low, strict=True):
+            counts = out.setdefault(ft, Counter())
+            counts["audio floor"] += int(a)
+            counts["text floor"] += int(t)
+            counts["excluded"] += int(a or t)
+            counts["total"] += 1
+        return {ft: dict(c) for ft, c in sorted(out.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ids": list(self.ids),
+            "flip_types": list(self.flip_types),
+            "layers": list(self.layers),
+            "floor": self.floor,
+            "audio_site": self.audio_site.to_dict(),
+            "text_site": self.text_site.to_dict(),
+            "m_x": self.m_x.tolist(),
+            "m_audio_source": self.m_audio_source.tolist(),
+            "m_text_source": self.m_text_source.tolist(),
+            "audio_patched": self.audio_patched.tolist(),
+            "text_patched": self.text_patched.tolist(),
+        }
+
+
+def _conflict_items(
+    model: SpeechModel, stimuli: Sequence[ConflictStimulus]
+) -> tuple[list[PatchItem], list[PatchItem]]:
+    audio_items, text_items = [], []
+    for s in stimuli:
+        if s.ref_audio is None or s.conflict_audio is None:
+            raise ValueError(f"stimulus {s.stimulus_id!r} needs audio for both texts")
+        al = align_flip(s.ref_text, s.conflict_text, model.text_tokens)
+        if not al.aligned:
+            raise ValueError(
+                f"stimulus {s.stimulus_id!r} cannot be used: {al.reason} under {model.name}'s "
+                "tokenizer (build the set with conflict_stimuli(encode=model.text_tokens, ...))"
+            )
+        span = (al.prefix, al.ref_span, al.conflict_span)
+        rows_x = logit_diff_rows(model, *span, prompt=al.conflict_tokens)
+        rows_xt = logit_diff_rows(model, *span, prompt=al.ref_tokens)
+        x = RunInput(audio=s.ref_audio.audio, rows=rows_x)
+        audio_items.append(
+            PatchItem(
+                id=s.stimulus_id,
+                source=RunInput(audio=s.conflict_audio.audio, rows=rows_x),
+                base=x,
+            )
+        )
+        prompt_positions = tuple(range(1, 1 + len(al.conflict_tokens)))  # after <|startofprev|>
+        text_items.append(
+            PatchItem(
+                id=s.stimulus_id,
+                source=RunInput(audio=s.ref_audio.audio, rows=rows_xt),
+                base=x,
+                position_sets={"prompt": prompt_positions},
+            )
+        )
+    return audio_items, text_items
+
+
+def grounding_sweep(
+    model: SpeechModel,
+    stimuli: Sequence[ConflictStimulus],
+    *,
+    floor: float = 1.0,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 8,
+    backend: str = "hooks",
+    progress: bool = True,
+) -> GroundingSweep:
+    """Run the audio- and text-stream interchange interventions at every decoder layer."""
+    if floor <= 0:
+        raise ValueError(f"the exclusion floor must be positive, got {floor}")
+    if not stimuli:
+        raise ValueError("no conflict stimuli")
+    audio_items, text_items = _conflict_items(model, stimuli)
+    options = {"layers": layers, "batch_size": batch_size, "backend": backend, "progress": progress}
+    [audio] = run_patching(model, audio_items, [AUDIO_STREAM], **options)
+    [text] = run_patching(model, text_items, [TEXT_STREAM], **options)
+    if not np.allclose(audio.base, text.base, rtol=0, atol=1e-4):
+        worst = float(np.abs(audio.base - text.base).max())
+        raise RuntimeError(f"the base run differs between the two sweeps by {worst:.2e} nats")
+    return GroundingSweep(
+        ids=tuple(s.stimulus_id for s in stimuli),
+        flip_types=tuple(s.flip_type for s in stimuli),
+        layers=audio.layers,
+        m_x=audio.base,
+        m_audio_source=audio.source,
+        m_text_source=text.source,
+        audio_patched=audio.patched,
+        text_patched=text.patched,
+        floor=float(floor),
+    )
