@@ -29,7 +29,19 @@ def expected_entries(prereg: dict, models: list[str]) -> list[tuple[str, str, st
                 continue
             for family in prereg["common"]["families"]:
                 out.append((claim_id, model, family))
+    e2 = prereg["e2"]
+    for claim_id in e2["claims"]:
+        for model in [*e2["models"], *e2.get("optional_models", [])]:
+            if model not in models:
+                continue
+            for family in e2["families"]:
+                out.append((claim_id, model, family))
     return out
+
+
+def required_models(prereg: dict) -> set[str]:
+    """Models whose verdicts may not be skipped (the others need weights we lack)."""
+    return {*prereg["common"]["models"], *prereg["e2"]["models"]}
 
 
 def main() -> int:
@@ -47,10 +59,12 @@ def main() -> int:
     expected = [
         key
         for key in expected_entries(
-            prereg, ["whisper-tiny.en", "whisper-base", "whisper-small", "whisper-large-v2"]
+            prereg,
+            ["whisper-tiny.en", "whisper-base", "whisper-small", "whisper-large-v2"]
+            + prereg["e2"].get("optional_models", []),
         )
         if not (
-            key[1] not in prereg["common"]["models"]
+            key[1] not in required_models(prereg)
             and entries.get(key, {}).get("verdict") == "skipped"
         )
     ]
@@ -62,7 +76,7 @@ def main() -> int:
     print(f"{len(ledger['claims'])} verdicts ({ledger['profile']} profile):")
     for e in ledger["claims"]:
         print(
-            f"  {e['claim']:9s} {e['model']:17s} {e['family']:6s} {e['verdict']:14s} "
+            f"  {e['claim']:9s} {e['model']:17s} {e['family']:14s} {e['verdict']:14s} "
             f"{e.get('statistic', '')} = {e.get('observed', '')} "
             f"(threshold {e.get('threshold', '')})"
         )

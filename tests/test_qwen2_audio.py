@@ -1,0 +1,119 @@
+"""The Qwen2-Audio path on tiny random configs: inputs, gc machinery, loading, NDIF errors.
+
+Tiny random models test the machinery only; real weights come from
+``$LISTENKIT_QWEN2_AUDIO`` (the claims suite skips Qwen2-Audio without them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from listenkit.audio import AudioError
+from listenkit.lm_grounding import RemoteUnavailableError, lm_grounding_sweep
+from listenkit.qwen2_audio import (
+    QWEN2_AUDIO_ENV,
+    Qwen2AudioNotConfiguredError,
+    load_qwen2_audio,
+    tiny_qwen2_audio,
+)
+from listenkit.planted_decoder import planted_conflicts
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return tiny_qwen2_audio(init_std=0.5)
+
+
+@pytest.fixture(scope="module")
+def stimuli(lm):
+    return planted_conflicts(lm, 3, seed=2)
+
+
+def test_inputs_follow_the_chat_template_with_known_positions(lm):
+    audio = np.zeros(16_000 * 2, dtype=np.float32)
+    audio[:16_000] = 0.1 * np.sin(np.arange(16_000) / 5.0)
+    context = lm.text_tokens("The red car is next to the house.")
+    run = lm.build(audio, context, [(lm.text_tokens("The red"), 1, 1.0)])
+    ids = run.input_ids[0]
+    n_audio = len(run.audio_positions)
+    assert n_audio == 50  # 2 s = 200 mel frames -> 100 after conv2 -> 50 after pooling
+    assert (ids[list(run.audio_positions)] == lm.tokens.audio).all()
+    assert ids[run.audio_positions[0] - 1] == lm.tokens.audio_bos
+    assert ids[run.audio_positions[-1] + 1] == lm.tokens.audio_eos
+    assert ids[list(run.context_positions)].tolist() == context
+    assert int((ids == lm.tokens.audio).sum()) == n_audio
+    # the scored token is the answer's second token, predicted from the position before it
+    scored = torch.nonzero(run.score_masks[0])[:, 0].tolist()
+    assert len(scored) == 1 and ids[scored[0] + 1] == lm.text_tokens("The red")[1]
+    # transformers accepts the inputs (its own audio-token count check passes)
+    with torch.inference_mode():
+        logits = lm.module(**lm.forward_kwargs(run)).logits
+    assert logits.shape[:2] == run.input_ids.shape
+
+
+def test_padding_lines_up_clips_of_different_lengths(lm):
+    short, long = np.zeros(16_000, np.float32) + 0.01, np.zeros(24_000, np.float32) + 0.01
+    context = lm.text_tokens("A test.")
+    a = lm.build(short, context, [(context, 0, 1.0)], pad_to_samples=24_000)
+    b = lm.build(long, context, [(context, 0, 1.0)], pad_to_samples=24_000)
+    assert a.audio_positions == b.audio_positions
+    with pytest.raises(ValueError, match="cannot pad"):
+        lm.build(long, context, [(context, 0, 1.0)], pad_to_samples=16_000)
+
+
+def test_gc_sweep_runs_end_to_end_and_the_backends_agree(lm, stimuli):
+    hooks = lm_grounding_sweep(lm, stimuli, floor=1e-3, progress=False)
+    traced = lm_grounding_sweep(lm, stimuli, floor=1e-3, progress=False, backend="nnsight")
+    for name in ("m_x", "m_audio_source", "m_text_source", "audio_patched", "text_patched"):
+        np.testing.assert_allclose(getattr(hooks, name), getattr(traced, name), atol=1e-5)
+    assert hooks.layers == (1, 2, 3, 4)
+    # after the last layer neither stream feeds a scored position: both leave m(x) unchanged
+    np.testing.assert_allclose(hooks.audio_patched[:, -1], hooks.m_x, atol=1e-9)
+    np.testing.assert_allclose(hooks.text_patched[:, -1], hooks.m_x, atol=1e-9)
+    assert hooks.included.any()
+    da, dt = hooks.da(), hooks.dt()
+    assert np.isfinite(da).all() and np.isfinite(dt).all()
+    assert hooks.audio_site.positions == "audio" and hooks.text_site.positions == "context"
+
+
+def test_patching_a_stream_at_layer_one_from_the_base_itself_changes_nothing(lm, stimuli):
+    """Sanity: x patched with its own activations is x (same positions, same values)."""
+    from listenkit.lm_grounding import _HookRunner, _runs
+
+    runner = _HookRunner(lm)
+    x, _, _ = _runs(lm, stimuli[0])
+    m_x, acts = runner.source(x, [1, 2])
+    for layer in (1, 2):
+        assert runner.patched(x, layer, acts[layer], x.audio_positions) == pytest.approx(m_x)
+
+
+def test_missing_weights_say_what_to_set(monkeypatch, tmp_path):
+    monkeypatch.delenv(QWEN2_AUDIO_ENV, raising=False)
+    with pytest.raises(Qwen2AudioNotConfiguredError, match=QWEN2_AUDIO_ENV):
+        load_qwen2_audio()
+    with pytest.raises(Qwen2AudioNotConfiguredError, match="config.json"):
+        load_qwen2_audio(tmp_path)
+
+
+def test_remote_without_an_ndif_key_fails_clearly(lm, stimuli, monkeypatch):
+    from nnsight import CONFIG
+
+    monkeypatch.setattr(CONFIG.API, "APIKEY", None)
+    with pytest.raises(RemoteUnavailableError, match="NDIF_API_KEY"):
+        lm_grounding_sweep(lm, stimuli, backend="nnsight", remote=True, progress=False)
+    with pytest.raises(ValueError, match="backend='nnsight'"):
+        lm_grounding_sweep(lm, stimuli, remote=True, progress=False)
+
+
+def test_bad_audio_and_layers_are_refused(lm, stimuli):
+    context = lm.text_tokens("A test.")
+    with pytest.raises(AudioError):
+        lm.build(np.zeros((2, 16_000), np.float32), context, [(context, 0, 1.0)])
+    with pytest.raises(ValueError, match="30 s"):
+        lm.build(np.zeros(31 * 16_000, np.float32), context, [(context, 0, 1.0)])
+    with pytest.raises(ValueError, match="out of range"):
+        lm_grounding_sweep(lm, stimuli, layers=[5], progress=False)
+    with pytest.raises(ValueError, match="unknown backend"):
+        lm_grounding_sweep(lm, stimuli, backend="jax", progress=False)
