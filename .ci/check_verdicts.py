@@ -60,8 +60,13 @@ def main() -> int:
         key
         for key in expected_entries(
             prereg,
-            ["whisper-tiny.en", "whisper-base", "whisper-small", "whisper-large-v2"]
-            + prereg["e2"].get("optional_models", []),
+            [
+                "whisper-tiny.en",
+                "whisper-base",
+                "whisper-small",
+                "whisper-large-v2",
+                *prereg["e2"].get("optional_models", []),
+            ],
         )
         if not (
             key[1] not in required_models(prereg)

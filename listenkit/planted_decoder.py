@@ -23,8 +23,8 @@ import torch.nn.functional as F
 import whisper
 from whisper.model import MultiHeadAttention
 
-from listenkit.speech_model import SpeechModel
 from listenkit.qwen2_audio import AudioLM
+from listenkit.speech_model import SpeechModel
 from listenkit.stimuli.conflict import align_flip, conflict_templates
 from listenkit.stimuli.types import FLIP_TYPES, ConflictStimulus, Question, Utterance
 
@@ -127,7 +127,7 @@ def planted_conflicts(
             continue
         sid = f"planted-{flip_type}-{index[flip_type]:03d}"
 
-        def clip(text: str, role: str) -> Utterance:
+        def clip(text: str, role: str, sid: str = sid) -> Utterance:
             t = np.arange(2 * 16_000) / 16_000
             f0 = rng.uniform(100, 1500)  # a random harmonic tone per clip: distinct mels
             audio = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 4)) * 0.1

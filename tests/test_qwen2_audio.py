@@ -12,13 +12,13 @@ import torch
 
 from listenkit.audio import AudioError
 from listenkit.lm_grounding import RemoteUnavailableError, lm_grounding_sweep
+from listenkit.planted_decoder import planted_conflicts
 from listenkit.qwen2_audio import (
     QWEN2_AUDIO_ENV,
     Qwen2AudioNotConfiguredError,
     load_qwen2_audio,
     tiny_qwen2_audio,
 )
-from listenkit.planted_decoder import planted_conflicts
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_missing_weights_say_what_to_set(monkeypatch, tmp_path):
     monkeypatch.delenv(QWEN2_AUDIO_ENV, raising=False)
     with pytest.raises(Qwen2AudioNotConfiguredError, match=QWEN2_AUDIO_ENV):
         load_qwen2_audio()
-    with pytest.raises(Qwen2AudioNotConfiguredError, match="config.json"):
+    with pytest.raises(Qwen2AudioNotConfiguredError, match=r"config\.json"):
         load_qwen2_audio(tmp_path)
 
 
