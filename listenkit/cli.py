@@ -1,9 +1,14 @@
-"""Command line: ``listenkit sweep ...`` for work outside pytest.
+"""Command line: ``listenkit sweep ...`` and ``listenkit gc ...`` for work outside pytest.
 
     listenkit sweep --model whisper-base --family noise --site encoder.attn_out --out DIR
 
 writes ``DIR/sweep.csv`` (per stimulus and layer), ``DIR/sweep.json``,
 ``DIR/curve.csv`` (mean and 95% CI per layer) and ``DIR/curve.png``.
+
+    listenkit gc --model whisper-base --family conflict-noisy --per-flip-type 10 --out DIR
+
+writes ``DIR/gc.json`` (per-stimulus margins of every run), ``DIR/gc_curve.csv``
+(dA, dT and gc per decoder layer with 95% CIs; empty gc = undefined) and ``DIR/gc.png``.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from pathlib import Path
 import numpy as np
 
 import listenkit
-from listenkit.families import DEFAULT_FAMILIES, family_pairs
-from listenkit.plots import plot_layer_claim
+from listenkit.evidence import write_json_atomic
+from listenkit.families import CONFLICT_FAMILIES, DEFAULT_FAMILIES, conflict_family, family_pairs
+from listenkit.grounding import text_dominance_ratio
+from listenkit.grounding_stats import bootstrap_grounding
+from listenkit.grounding_sweep import grounding_sweep
+from listenkit.plots import plot_grounding, plot_layer_claim
 
 __all__ = ["main"]
 
@@ -60,6 +69,51 @@ def _sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gc_command(args: argparse.Namespace) -> int:
+    model = listenkit.load_model(args.model)
+    _, stimuli = conflict_family(
+        CONFLICT_FAMILIES[args.family],
+        args.per_flip_type,
+        encode=model.text_tokens,
+        tokenizer_name=model.name,
+        seed=args.seed,
+    )
+    result = grounding_sweep(
+        model, stimuli, floor=args.floor, batch_size=args.batch_size, progress=not args.quiet
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "gc.json", result.to_dict() | {"exclusions": result.exclusions()})
+    tdr = text_dominance_ratio(result.m_x, stimuli)
+    if not result.included.any():
+        print(f"all {len(result.ids)} stimuli excluded by the floors; no curve", file=sys.stderr)
+        return 1
+    curves = bootstrap_grounding(
+        result.da(), result.dt(), result.layers,
+        rng=np.random.default_rng(args.seed), n_resamples=args.resamples,
+    )  # fmt: skip
+    rows = []
+    for r in curves.to_records():
+        row = {"layer": r["layer"], "n": r["n"]}
+        for name in ("dA", "dT", "gc"):
+            row |= {name: r[name], f"{name}_low": r[f"{name}_ci"][0],
+                    f"{name}_high": r[f"{name}_ci"][1]}  # fmt: skip
+        rows.append(row)
+    with open(out / "gc_curve.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_grounding(
+        out / "gc.png", curves, title=f"gc {args.model} {args.family} (n={curves.n})",
+        l_star_samples=curves.l_star_samples,
+    )  # fmt: skip
+    print(
+        f"{args.model} {args.family}: n used {curves.n} of {len(result.ids)}, l*_gc "
+        f"{curves.l_star or 'undefined'}, TDR {tdr['all'][0]:.2f}; wrote {out}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="listenkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,9 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--resamples", type=int, default=10_000)
     sweep.add_argument("--batch-size", type=int, default=8)
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    gc = sub.add_parser("gc", help="grounding coefficient per decoder layer on conflicts")
+    gc.add_argument("--model", default="whisper-base")
+    gc.add_argument("--family", choices=sorted(CONFLICT_FAMILIES), default="conflict")
+    gc.add_argument("--per-flip-type", type=int, default=10, help="stimuli per flip type")
+    gc.add_argument("--out", required=True, help="output directory")
+    gc.add_argument("--floor", type=float, default=1.0, help="exclusion floors (nats)")
+    gc.add_argument("--seed", type=int, default=20260226)
+    gc.add_argument("--resamples", type=int, default=10_000)
+    gc.add_argument("--batch-size", type=int, default=8)
+    gc.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return _sweep_command(args)
+    if args.command == "gc":
+        return _gc_command(args)
     return 2  # pragma: no cover
 
 

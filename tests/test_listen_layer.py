@@ -86,3 +86,20 @@ def test_cli_sweep_writes_csv_json_and_plot(tmp_path, capsys):
         json.loads((tmp_path / "sweep.json").read_text())["site"]["component"] == "encoder.mlp_out"
     )
     assert "peak layer" in capsys.readouterr().out
+
+
+def test_cli_gc_writes_margins_curve_and_plot(tmp_path, capsys):
+    code = cli_main([
+        "gc", "--model", "whisper-tiny.en", "--family", "conflict", "--per-flip-type", "1",
+        "--resamples", "200", "--quiet", "--out", str(tmp_path),
+    ])  # fmt: skip
+    assert code == 0
+    for name in ("gc.json", "gc_curve.csv", "gc.png"):
+        assert (tmp_path / name).is_file()
+    saved = json.loads((tmp_path / "gc.json").read_text())
+    assert saved["text_site"] == {
+        "component": "decoder.resid", "layer": None, "positions": "prompt", "heads": None
+    }  # fmt: skip
+    header = (tmp_path / "gc_curve.csv").read_text().splitlines()[0]
+    assert header.startswith("layer,n,dA,dA_low,dA_high,dT")
+    assert "l*_gc" in capsys.readouterr().out
