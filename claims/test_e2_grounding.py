@@ -322,3 +322,31 @@ def test_c5b_failures_drop_then_recover(model_name, family, e2, profile, claim_r
         f"< {claim['threshold']} on {n_failures} failures"
         + (" (fewer than 2 failures: nothing to test)" if n_failures < 2 else "")
     )
+
+
+@pytest.mark.secondary("TDR")
+@pytest.mark.parametrize(("model_name", "family"), _params())
+def test_text_dominance_ratio_per_flip_type(model_name, family, e2, profile, claim_record):
+    """Reported, not a verdict: ALME's Text Dominance Ratio (share of stimuli with
+    m(x) < 0) per flip type, with the stimuli dropped or excluded per flip type."""
+    sweep = e2.sweep
+    tdr = text_dominance_ratio(sweep.m_x, e2.stimuli)
+    claim_record.set(
+        statistic="TDR = share of m(x) < 0",
+        tdr={k: round(v, 3) for k, (v, _) in tdr.items()},
+        n={k: n for k, (_, n) in tdr.items()},
+        n_used_for_gc=int(sweep.included.sum()),
+    )
+    claim_record.write(
+        "TDR",
+        model_name,
+        family,
+        {
+            "text_dominance_ratio": {k: {"tdr": v, "n": n} for k, (v, n) in tdr.items()},
+            "margins_m_x": dict(zip(sweep.ids, sweep.m_x.tolist(), strict=True)),
+            "exclusions_per_flip_type": sweep.exclusions(),
+            "dropped_not_lined_up_per_flip_type": e2.dropped,
+            "stimulus_manifest_sha256": e2.manifest_sha256,
+            "versions": environment(),
+        },
+    )

@@ -41,6 +41,7 @@ __all__ = [
     "Qwen2AudioNotConfiguredError",
     "load_qwen2_audio",
     "tiny_qwen2_audio",
+    "tiny_qwen2_audio_config",
 ]
 
 QWEN2_AUDIO_ENV = "LISTENKIT_QWEN2_AUDIO"
@@ -262,6 +263,28 @@ def load_qwen2_audio(
     )
 
 
+def tiny_qwen2_audio_config(
+    *, vocab_size: int, audio_token_id: int, n_layers: int = 4, hidden: int = 32,
+    init_std: float = 0.02,
+):  # fmt: skip
+    """A small ``Qwen2AudioConfig``: 2-layer audio encoder (128 mels, 30 s), tiny Qwen2 LM."""
+    from transformers import Qwen2AudioConfig
+
+    return Qwen2AudioConfig(
+        audio_config={
+            "d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 64, "num_mel_bins": 128, "max_source_positions": 1500,
+        },
+        text_config={
+            "model_type": "qwen2", "vocab_size": vocab_size, "hidden_size": hidden,
+            "intermediate_size": 2 * hidden, "num_hidden_layers": n_layers,
+            "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 2048, "initializer_range": init_std,
+        },
+        audio_token_id=audio_token_id,
+    )  # fmt: skip
+
+
 def tiny_qwen2_audio(
     *, n_layers: int = 4, hidden: int = 32, seed: int = 0, init_std: float = 0.02
 ) -> AudioLM:
@@ -270,24 +293,15 @@ def tiny_qwen2_audio(
     The tokenizer is Whisper's GPT-2 byte-level BPE (bundled with openai-whisper);
     the five chat/audio special tokens take ids after its 50,257 tokens.
     """
-    from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+    from transformers import Qwen2AudioForConditionalGeneration
     from whisper.tokenizer import get_encoding
 
     encoding = get_encoding("gpt2")
     base = encoding.n_vocab
     im_start, im_end, audio_bos, audio, audio_eos = range(base, base + 5)
-    config = Qwen2AudioConfig(
-        audio_config={
-            "d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2,
-            "encoder_ffn_dim": 64, "num_mel_bins": 128, "max_source_positions": 1500,
-        },
-        text_config={
-            "model_type": "qwen2", "vocab_size": base + 5, "hidden_size": hidden,
-            "intermediate_size": 2 * hidden, "num_hidden_layers": n_layers,
-            "num_attention_heads": 2, "num_key_value_heads": 1,
-            "max_position_embeddings": 2048, "initializer_range": init_std,
-        },
-        audio_token_id=audio,
+    config = tiny_qwen2_audio_config(
+        vocab_size=base + 5, audio_token_id=audio, n_layers=n_layers, hidden=hidden,
+        init_std=init_std,
     )  # fmt: skip
     with torch.random.fork_rng(devices=[]):  # seeded init; the global RNG is left alone
         torch.manual_seed(seed)

@@ -117,3 +117,48 @@ def test_bad_audio_and_layers_are_refused(lm, stimuli):
         lm_grounding_sweep(lm, stimuli, layers=[5], progress=False)
     with pytest.raises(ValueError, match="unknown backend"):
         lm_grounding_sweep(lm, stimuli, backend="jax", progress=False)
+
+
+def _save_tiny_checkpoint(directory):
+    """A tiny Qwen2-Audio saved like a real one: safetensors, a fast tokenizer with the
+    chat's special tokens (word-level vocabulary of the conflict templates), preprocessor."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2AudioForConditionalGeneration,
+        WhisperFeatureExtractor,
+    )
+
+    from listenkit.qwen2_audio import CONTEXT_LEAD, INSTRUCTION, SYSTEM, tiny_qwen2_audio_config
+    from listenkit.stimuli.conflict import conflict_templates
+
+    words = set(f"system user assistant Audio 1 : {SYSTEM} {CONTEXT_LEAD} {INSTRUCTION}".split())
+    for templates in conflict_templates().values():
+        for t in templates:
+            words |= set(t.ref_text.split()) | set(t.conflict_text.split())
+    pieces = {w.strip(".,:?") for w in words} | {".", ",", ":", "?"}
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>",
+                "<|audio_eos|>", "[UNK]"]  # fmt: skip
+    vocab = {tok: i for i, tok in enumerate([*specials, *sorted(pieces - {""})])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    tokenizer.add_special_tokens({"additional_special_tokens": specials[:6]})
+    config = tiny_qwen2_audio_config(
+        vocab_size=len(vocab), audio_token_id=vocab["<|AUDIO|>"], init_std=0.5
+    )
+    torch.manual_seed(0)
+    Qwen2AudioForConditionalGeneration(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    WhisperFeatureExtractor(feature_size=128).save_pretrained(directory)
+
+
+def test_local_checkpoint_loads_and_runs_end_to_end(tmp_path, monkeypatch):
+    _save_tiny_checkpoint(tmp_path)
+    monkeypatch.setenv(QWEN2_AUDIO_ENV, str(tmp_path))
+    lm = load_qwen2_audio(dtype=torch.float32)
+    assert lm.n_layers == 4 and lm.tokens.audio == lm.module.config.audio_token_id
+    stimuli = planted_conflicts(lm, 2, seed=4)
+    result = lm_grounding_sweep(lm, stimuli, floor=1e-3, progress=False)
+    assert np.isfinite(result.audio_patched).all() and np.isfinite(result.text_patched).all()
+    assert result.audio_gap.any()
