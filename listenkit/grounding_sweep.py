@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from listenkit.metrics import logit_diff_rows
 from listenkit.patching import PatchItem, RunInput, run_patching
@@ -168,20 +169,29 @@ def grounding_sweep(
     if not stimuli:
         raise ValueError("no conflict stimuli")
     audio_items, text_items = _conflict_items(model, stimuli)
-    options = {"layers": layers, "batch_size": batch_size, "backend": backend, "progress": progress}
-    [audio] = run_patching(model, audio_items, [AUDIO_STREAM], **options)
-    [text] = run_patching(model, text_items, [TEXT_STREAM], **options)
-    if not np.allclose(audio.base, text.base, rtol=0, atol=1e-4):
-        worst = float(np.abs(audio.base - text.base).max())
-        raise RuntimeError(f"the base run differs between the two sweeps by {worst:.2e} nats")
+    options = {"layers": layers, "batch_size": batch_size, "backend": backend, "progress": False}
+    parts: list[tuple] = []
+    chunk = 4 * batch_size  # bounds the encoder memo to 2 x chunk encoder outputs
+    with tqdm(total=len(stimuli), disable=not progress, desc="gc", unit="stimulus") as bar:
+        for start in range(0, len(stimuli), chunk):
+            memo: dict = {}  # the text run's audio (ref) was encoded in the audio run: reuse
+            a_items, t_items = audio_items[start : start + chunk], text_items[start : start + chunk]
+            [audio] = run_patching(model, a_items, [AUDIO_STREAM], encoder_memo=memo, **options)
+            [text] = run_patching(model, t_items, [TEXT_STREAM], encoder_memo=memo, **options)
+            if not np.allclose(audio.base, text.base, rtol=0, atol=1e-4):
+                worst = float(np.abs(audio.base - text.base).max())
+                raise RuntimeError(f"the base run differs between the sweeps by {worst:.2e} nats")
+            parts.append((audio, text))
+            bar.update(len(a_items))
+    audio_parts, text_parts = [p[0] for p in parts], [p[1] for p in parts]
     return GroundingSweep(
         ids=tuple(s.stimulus_id for s in stimuli),
         flip_types=tuple(s.flip_type for s in stimuli),
-        layers=audio.layers,
-        m_x=audio.base,
-        m_audio_source=audio.source,
-        m_text_source=text.source,
-        audio_patched=audio.patched,
-        text_patched=text.patched,
+        layers=audio_parts[0].layers,
+        m_x=np.concatenate([p.base for p in audio_parts]),
+        m_audio_source=np.concatenate([p.source for p in audio_parts]),
+        m_text_source=np.concatenate([p.source for p in text_parts]),
+        audio_patched=np.concatenate([p.patched for p in audio_parts]),
+        text_patched=np.concatenate([p.patched for p in text_parts]),
         floor=float(floor),
     )

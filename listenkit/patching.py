@@ -14,6 +14,7 @@ The metric of a run is ``sum_rows sign * sum_{t >= start} log p(tokens[t] | toke
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -86,6 +87,13 @@ class _Batch:
             self.mel_source, self.mel_base = self.mel_source[None], self.mel_base[None]
         self.source = self._rows(model, [it.source.rows for it in items])
         self.base = self._rows(model, [it.base.rows for it in items])
+
+    def audio_keys(self, role: str) -> list[str]:
+        """sha256 of each item's ``role`` ("source" or "base") audio."""
+        return [
+            hashlib.sha256(np.ascontiguousarray(getattr(it, role).audio).tobytes()).hexdigest()
+            for it in self.items
+        ]
 
     @staticmethod
     def _rows(model: SpeechModel, per_item: Sequence[Sequence[ScoringRow]]):
@@ -175,9 +183,24 @@ def _check_decoder_alignment(batch: _Batch) -> None:
         )
 
 
+def _encoded(module, mel: torch.Tensor, keys: list[str], memo: dict | None) -> torch.Tensor:
+    """Encoder output for a batch, reusing rows already in ``memo`` (audio sha256 -> row)."""
+    if memo is not None and all(k in memo for k in keys):
+        return torch.stack([memo[k] for k in keys])
+    features = module.encoder(mel)
+    if memo is not None:
+        for k, row in zip(keys, features, strict=True):
+            memo.setdefault(k, row)
+    return features
+
+
 @torch.inference_mode()
 def _run_batch(
-    model: SpeechModel, batch: _Batch, sites: Sequence[Site], layers: dict[Site, tuple[int, ...]]
+    model: SpeechModel,
+    batch: _Batch,
+    sites: Sequence[Site],
+    layers: dict[Site, tuple[int, ...]],
+    memo: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[Site, np.ndarray]]:
     module = model.module
     table = OPENAI_WHISPER
@@ -188,16 +211,17 @@ def _run_batch(
 
     source_acts: dict[Site, dict] = {s: {} for s in sites}
 
-    with ExitStack() as stack:
-        for s in enc_sites:
-            stack.enter_context(capture(module, table[s.component], layers[s], source_acts[s]))
-        feats_source = module.encoder(batch.mel_source)
     base_inputs: dict[int, torch.Tensor] = {}
-    if not enc_sites and torch.equal(batch.mel_source, batch.mel_base):
-        feats_base = feats_source  # same audio (e.g. a text-stream intervention): encode once
-    else:
+    if enc_sites:
+        with ExitStack() as stack:
+            for s in enc_sites:
+                stack.enter_context(capture(module, table[s.component], layers[s], source_acts[s]))
+            feats_source = module.encoder(batch.mel_source)
         with capture_block_inputs(module.encoder.blocks, enc_layers, base_inputs):
             feats_base = module.encoder(batch.mel_base)
+    else:  # decoder sites only: the encoder output is a function of the audio alone
+        feats_source = _encoded(module, batch.mel_source, batch.audio_keys("source"), memo)
+        feats_base = _encoded(module, batch.mel_base, batch.audio_keys("base"), memo)
     _check_finite("encoder output", feats_source, batch.ids)
     _check_finite("encoder output", feats_base, batch.ids)
 
@@ -250,10 +274,13 @@ def run_patching(
     batch_size: int = 8,
     backend: str = "hooks",
     progress: bool = True,
+    encoder_memo: dict | None = None,
 ) -> list[PatchResult]:
     """Patch each site at each of its layers (or ``layers``) for every item.
 
-    Returns per-item metric values of the source, base and patched runs.
+    Returns per-item metric values of the source, base and patched runs. With only
+    decoder sites, ``encoder_memo`` (a dict shared between calls) caches encoder
+    outputs by audio sha256, so audio seen before is not encoded again (hooks backend).
     """
     if not items:
         raise ValueError("no items to patch")
@@ -289,7 +316,10 @@ def run_patching(
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             batch = _Batch(model, chunk)
-            src, base, values = runner(model, batch, sites, site_layers)
+            if runner is _run_batch:
+                src, base, values = runner(model, batch, sites, site_layers, encoder_memo)
+            else:
+                src, base, values = runner(model, batch, sites, site_layers)
             m_source[start : start + len(chunk)] = src
             m_base[start : start + len(chunk)] = base
             for s in sites:
