@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures.stimuli import preregistration
+from fixtures.stimuli import claim_rng, preregistration
 from listenkit.evidence import environment
 from listenkit.listen_layer import correlational_agreement, peak_location
 from listenkit.plots import plot_layer_claim, plot_profiles
@@ -39,9 +39,7 @@ def _resamples(profile: str) -> int:
 
 
 def _rng(*keys: str) -> np.random.Generator:
-    """A Generator per (claim, model, family), from the pre-registered seed."""
-    salt = [int.from_bytes(k.encode()[:8].ljust(8, b"\0"), "little") for k in keys]
-    return np.random.default_rng([COMMON["seed"], *salt])
+    return claim_rng(COMMON["seed"], *keys)
 
 
 def _base_evidence(e1, claim_id: str, profile: str) -> dict:

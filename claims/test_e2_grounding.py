@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures.stimuli import preregistration
+from fixtures.stimuli import claim_rng, preregistration
 from listenkit.evidence import environment
 from listenkit.grounding import text_dominance_ratio
 from listenkit.grounding_stats import (
@@ -34,10 +34,21 @@ E2 = preregistration()["e2"]
 CLAIMS = E2["claims"]
 MODELS = [*E2["models"], *E2.get("optional_models", [])]
 FAMILIES = list(E2["families"])
-STRUCTURAL_NOTE = (
+WHISPER_NOTE = (
     "text stream = residual after block l at the prompt positions: after the last block "
     "it feeds no later computation, so dT(N) = 0 and gc(N) = 1 (where defined) by construction"
 )
+LM_NOTE = (
+    "both streams are residuals after layer l at earlier positions: after the last layer "
+    "neither feeds a scored position, so dA(N) = dT(N) = 0 and gc(N) is undefined"
+)
+
+
+def _structural_note(e2, *, short: bool = False) -> str:
+    whisper = e2.sweep.text_site.component == "decoder.resid"
+    if short:
+        return "dT(N) = 0 by construction" if whisper else "dA(N) = dT(N) = 0 by construction"
+    return WHISPER_NOTE if whisper else LM_NOTE
 
 
 def _caveat(e2, layer) -> dict:
@@ -63,9 +74,7 @@ def _resamples(profile: str) -> int:
 
 
 def _rng(*keys: str) -> np.random.Generator:
-    """A Generator per (claim, model, family), from the pre-registered seed."""
-    salt = [int.from_bytes(k.encode()[:8].ljust(8, b"\0"), "little") for k in keys]
-    return np.random.default_rng([E2["seed"], *salt])
+    return claim_rng(E2["seed"], *keys)
 
 
 def _data(e2):
@@ -87,7 +96,7 @@ def _evidence(e2, claim_id: str, profile: str, curves) -> dict:
         "definitions": {k: E2[k] for k in ("metric", "interventions", "dA", "dT", "gc")},
         "audio_stream": sweep.audio_site.to_dict(),
         "text_stream": sweep.text_site.to_dict(),
-        "structural_note": STRUCTURAL_NOTE,
+        "structural_note": _structural_note(e2),
         "n_layers": e2.n_layers,
         "curves": curves.to_records(),
         "gc_min_total": E2["gc_min_total"],
@@ -114,7 +123,7 @@ def _plot(claim_record, claim_id, e2, curves, title, region=None, samples=None):
         title=title,
         region=region,
         l_star_samples=samples,
-        note="dT(N) = 0 by construction (resid after the last block)",
+        note=_structural_note(e2, short=True),
     )
 
 
