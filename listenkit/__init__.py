@@ -3,6 +3,7 @@
 from listenkit.audio import AudioError
 from listenkit.cache import CacheWarning
 from listenkit.ctranslate2_whisper import CT2FormatError
+from listenkit.grounding_sweep import GroundingSweep, grounding_sweep
 from listenkit.loading import ModelNotAvailableError, known_model_names, load_model
 from listenkit.sites import COMPONENTS, DegenerateSiteWarning, Site, SiteError
 from listenkit.speech_model import SpeechModel
@@ -15,11 +16,13 @@ __all__ = [
     "CT2FormatError",
     "CacheWarning",
     "DegenerateSiteWarning",
+    "GroundingSweep",
     "ModelNotAvailableError",
     "Site",
     "SiteError",
     "SpeechModel",
     "Sweep",
+    "grounding_sweep",
     "known_model_names",
     "load_model",
     "sweep",

@@ -27,6 +27,7 @@ from listenkit.grounding import text_dominance_ratio
 from listenkit.grounding_stats import bootstrap_grounding
 from listenkit.grounding_sweep import grounding_sweep
 from listenkit.plots import plot_grounding, plot_layer_claim
+from listenkit.site_tables import OPENAI_WHISPER
 
 __all__ = ["main"]
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = sub.add_parser("sweep", help="patch one site over all layers and plot the curve")
     sweep.add_argument("--model", default="whisper-base")
     sweep.add_argument("--family", choices=sorted(DEFAULT_FAMILIES), default="noise")
-    sweep.add_argument("--site", default="encoder.attn_out", choices=sorted(listenkit.COMPONENTS))
+    sweep.add_argument("--site", default="encoder.attn_out", choices=sorted(OPENAI_WHISPER))
     sweep.add_argument("--out", required=True, help="output directory")
     sweep.add_argument("--pairs", type=int, default=16, help="first N text-bank sentences")
     sweep.add_argument("--mode", choices=("denoise", "noise"), default="denoise")
