@@ -60,3 +60,17 @@ def test_sites_are_frozen_and_keyword_only():
         site.layer = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
         Site("encoder.mlp_out")  # type: ignore[misc]
+
+
+def test_claims_are_scheduled_by_module_and_parameters():
+    from fixtures.evidence import claim_scope
+
+    e1 = "claims/test_e1_listen_layer.py::test_c1_sharp_peak[whisper-base-noise]"
+    assert claim_scope(e1) == "claims/test_e1_listen_layer.py[whisper-base-noise]"
+    other = (
+        "claims/test_e1_listen_layer.py::test_c2_correlational_and_causal_agree[whisper-base-noise]"
+    )
+    assert claim_scope(other) == claim_scope(e1)
+    e2 = "claims/test_e2_grounding.py::test_c3_gc_peaks_mid_to_late[whisper-base-noise]"
+    assert claim_scope(e2) != claim_scope(e1)
+    assert claim_scope("tests/test_sites.py::test_x") == "tests/test_sites.py::test_x"
