@@ -26,7 +26,7 @@ from whisper.model import MultiHeadAttention
 from listenkit.qwen2_audio import AudioLM
 from listenkit.speech_model import SpeechModel
 from listenkit.stimuli.conflict import align_flip, conflict_templates
-from listenkit.stimuli.types import FLIP_TYPES, ConflictStimulus, Question, Utterance
+from listenkit.stimuli.types import FLIP_TYPES, ConflictStimulus
 
 __all__ = ["N_DECODER_LAYERS", "planted_conflicts", "planted_decoder_model"]
 
@@ -110,6 +110,15 @@ def planted_decoder_model(
     return model
 
 
+def _tone(rng: np.random.Generator) -> np.ndarray:
+    """2 s of a harmonic tone at a random f0 (100-1500 Hz): distinct mels per clip."""
+    time = np.arange(2 * 16_000) / 16_000
+    f0 = rng.uniform(100, 1500)
+    return (sum(np.sin(2 * np.pi * f0 * h * time) / h for h in range(1, 4)) * 0.1).astype(
+        np.float32
+    )
+
+
 def planted_conflicts(
     model: SpeechModel | AudioLM, n: int, *, seed: int = 0
 ) -> list[ConflictStimulus]:
@@ -127,26 +136,5 @@ def planted_conflicts(
             continue
         sid = f"planted-{flip_type}-{index[flip_type]:03d}"
 
-        def clip(text: str, role: str, sid: str = sid) -> Utterance:
-            t = np.arange(2 * 16_000) / 16_000
-            f0 = rng.uniform(100, 1500)  # a random harmonic tone per clip: distinct mels
-            audio = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 4)) * 0.1
-            return Utterance(id=f"{sid}/{role}", text=text, audio=audio.astype(np.float32))
-
-        out.append(
-            ConflictStimulus(
-                stimulus_id=sid,
-                language="en",
-                ref_text=t.ref_text,
-                conflict_text=t.conflict_text,
-                question=Question(
-                    question_text=t.question_text,
-                    choices=t.choices,
-                    correct_answer=t.correct_answer,
-                    flip_type=flip_type,
-                ),
-                ref_audio=clip(t.ref_text, "ref"),
-                conflict_audio=clip(t.conflict_text, "conflict"),
-            )
-        )
+        out.append(t.stimulus(sid, _tone(rng), _tone(rng)))
     return out

@@ -50,16 +50,19 @@ def plot_layer_claim(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best")
     if l_star_samples is not None:
-        ax2 = axes[0, 1]
-        counts = [np.mean(l_star_samples == layer) for layer in layers]
-        ax2.bar(layers, counts, color="tab:red", alpha=0.7)
-        if region:
-            ax2.axvspan(min(region) - 0.5, max(region) + 0.5, color="tab:green", alpha=0.12)
-        ax2.set_xticks(layers)
-        ax2.set_ylim(0, 1)
-        ax2.set_xlabel("bootstrap L*")
-        ax2.set_ylabel("share of resamples")
+        _peak_histogram(axes[0, 1], layers, l_star_samples, region, "bootstrap L*")
     return _save(fig, path)
+
+
+def _peak_histogram(ax, layers, samples: np.ndarray, region, xlabel: str) -> None:
+    """Share of bootstrap resamples whose peak is each layer, claimed region shaded."""
+    ax.bar(layers, [np.mean(samples == layer) for layer in layers], color="tab:red", alpha=0.7)
+    if region:
+        ax.axvspan(min(region) - 0.5, max(region) + 0.5, color="tab:green", alpha=0.12)
+    ax.set_xticks(layers)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of resamples")
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -144,13 +147,5 @@ def plot_grounding(
     if note:
         ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=6, color="grey")
     if l_star_samples is not None:
-        ax3 = axes[0, 2]
-        counts = [np.mean(l_star_samples == layer) for layer in layers]
-        ax3.bar(layers, counts, color="tab:red", alpha=0.7)
-        if region:
-            ax3.axvspan(min(region) - 0.5, max(region) + 0.5, color="tab:green", alpha=0.12)
-        ax3.set_xticks(layers)
-        ax3.set_ylim(0, 1)
-        ax3.set_xlabel("bootstrap l*_gc")
-        ax3.set_ylabel("share of resamples")
+        _peak_histogram(axes[0, 2], layers, l_star_samples, region, "bootstrap l*_gc")
     return _save(fig, path)

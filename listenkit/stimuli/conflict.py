@@ -66,6 +66,28 @@ class _Template:
     choices: tuple[str, str]
     correct_answer: str
 
+    def stimulus(
+        self, sid: str, ref_audio: np.ndarray, conflict_audio: np.ndarray, meta: dict | None = None
+    ) -> ConflictStimulus:
+        """This template as a stimulus with the given audio for its two texts."""
+        return ConflictStimulus(
+            stimulus_id=sid,
+            language="en",
+            ref_text=self.ref_text,
+            conflict_text=self.conflict_text,
+            question=Question(
+                question_text=self.question_text,
+                choices=self.choices,
+                correct_answer=self.correct_answer,
+                flip_type=self.flip_type,
+            ),
+            ref_audio=Utterance(id=f"{sid}/ref", text=self.ref_text, audio=ref_audio),
+            conflict_audio=Utterance(
+                id=f"{sid}/conflict", text=self.conflict_text, audio=conflict_audio
+            ),
+            meta=meta or {},
+        )
+
 
 def _adjective_swaps() -> list[_Template]:
     out = []
@@ -279,26 +301,8 @@ def conflict_stimuli(
                     }
                 sid = f"en-{flip_type}-{kept:04d}"
                 items.append(
-                    ConflictStimulus(
-                        stimulus_id=sid,
-                        language="en",
-                        ref_text=t.ref_text,
-                        conflict_text=t.conflict_text,
-                        question=Question(
-                            question_text=t.question_text,
-                            choices=t.choices,
-                            correct_answer=t.correct_answer,
-                            flip_type=flip_type,
-                        ),
-                        ref_audio=Utterance(
-                            id=f"{sid}/ref", text=t.ref_text, audio=tts.synthesize(t.ref_text)
-                        ),
-                        conflict_audio=Utterance(
-                            id=f"{sid}/conflict",
-                            text=t.conflict_text,
-                            audio=tts.synthesize(t.conflict_text),
-                        ),
-                        meta=meta,
+                    t.stimulus(
+                        sid, tts.synthesize(t.ref_text), tts.synthesize(t.conflict_text), meta
                     )
                 )
                 kept += 1
