@@ -5,7 +5,10 @@ every site and layer: the source run records the sites' activations, the base ru
 records the residual stream entering every block. A patched run at layer ``l`` then
 restarts from the base residual entering block ``l`` (blocks below it are not
 recomputed), patches the site at block ``l`` and runs the rest of the stack and the
-decoder. Denoising: source = clean, base = corrupt; noising: the reverse.
+decoder. At decoder sites the base run's cross-attention keys and values are
+computed once per item and reused by every patched layer (``listenkit.decoder_kv``);
+they take ``rows x 2 x decoder layers x 1500 x d_model`` floats per batch.
+Denoising: source = clean, base = corrupt; noising: the reverse.
 
 The metric of a run is ``sum_rows sign * sum_{t >= start} log p(tokens[t] | tokens[<t], audio)``
 (teacher forced; ``ScoringRow``), which covers the reference-transcript log-prob
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from listenkit.decoder_kv import CrossKV, cross_kv, decoder_logits, run_decoder_blocks
 from listenkit.hooks import capture, capture_block_inputs, patched
 from listenkit.site_tables import OPENAI_WHISPER
 from listenkit.sites import Site, SiteError
@@ -133,12 +137,21 @@ def _metric_from_logits(logits: torch.Tensor, rows: dict) -> np.ndarray:
 
 
 def _decode_metric(
-    model: SpeechModel, features: torch.Tensor, rows: dict, *, per_item: bool = False
+    model: SpeechModel,
+    features: torch.Tensor,
+    rows: dict,
+    *,
+    per_item: bool = False,
+    kv: CrossKV | None = None,
 ) -> np.ndarray:
     """Metric per item from encoder features. ``per_item`` decodes each item's rows on
-    their own (no padding across items), so values do not depend on the batch."""
+    their own (no padding across items), so values do not depend on the batch.
+    Otherwise all rows run as one batch, with the cross-attention projections
+    computed once per item (or taken from ``kv``)."""
     if not per_item:
-        logits = model.module.decoder(rows["tokens"][:, :-1], features[rows["owner"]])
+        decoder = model.module.decoder
+        kv = cross_kv(decoder, features, rows["owner"]) if kv is None else kv
+        logits = decoder_logits(decoder, rows["tokens"][:, :-1], features[rows["owner"]], kv)
         return _metric_from_logits(logits, rows)
     out = np.empty(rows["n_items"])
     owner = rows["owner"].cpu()
@@ -225,13 +238,16 @@ def _run_batch(
     _check_finite("encoder output", feats_source, batch.ids)
     _check_finite("encoder output", feats_base, batch.ids)
 
+    # the base run's cross-attention keys and values, reused by every patched layer
+    kv_base = cross_kv(module.decoder, feats_base, batch.base["owner"]) if dec_sites else None
+    xa_base = feats_base[batch.base["owner"]] if dec_sites else None
     with ExitStack() as stack:
         for s in dec_sites:
             stack.enter_context(capture(module, table[s.component], layers[s], source_acts[s]))
         m_source = _decode_metric(model, feats_source, batch.source, per_item=not dec_sites)
     dec_inputs: dict[int, torch.Tensor] = {}
     with capture_block_inputs(module.decoder.blocks, dec_layers, dec_inputs):
-        m_base = _decode_metric(model, feats_base, batch.base, per_item=not dec_sites)
+        m_base = _decode_metric(model, feats_base, batch.base, per_item=not dec_sites, kv=kv_base)
     if dec_sites:
         _check_decoder_alignment(batch)
 
@@ -252,14 +268,11 @@ def _run_batch(
                 values[:, j] = _decode_metric(model, features, batch.base, per_item=True)
             else:
                 rows = batch.base
-                xa = feats_base[rows["owner"]]
                 pos = _positions(s, batch, rows)
                 with patched(module, accesses, layer, stored, positions=pos):
-                    x = dec_inputs[layer]
-                    for block in module.decoder.blocks[layer - 1 :]:
-                        x = block(x, xa, mask=module.decoder.mask)
-                    x = module.decoder.ln(x)
-                    logits = (x @ module.decoder.token_embedding.weight.to(x.dtype).T).float()
+                    logits = run_decoder_blocks(
+                        module.decoder, dec_inputs[layer], xa_base, kv_base, first=layer
+                    )
                 values[:, j] = _metric_from_logits(logits, rows)
         out[s] = values
     return m_source, m_base, out

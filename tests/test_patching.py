@@ -62,8 +62,12 @@ def test_engine_matches_a_straightforward_hook_implementation(base_model, real_p
 
 @pytest.mark.parametrize(
     "site",
-    [Site(component="encoder.head", heads=(2, 4)), Site(component="decoder.self_attn_out")],
-    ids=["encoder.head", "decoder.self_attn_out"],
+    [
+        Site(component="encoder.head", heads=(2, 4)),
+        Site(component="decoder.self_attn_out"),
+        Site(component="decoder.cross_attn_out"),
+    ],
+    ids=["encoder.head", "decoder.self_attn_out", "decoder.cross_attn_out"],
 )
 def test_backends_agree_on_real_weights(tiny_model, real_pairs, site):
     hooks = sweep(tiny_model, real_pairs, site, reference="greedy", progress=False)
