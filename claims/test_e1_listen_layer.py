@@ -65,6 +65,18 @@ def _base_evidence(e1, claim_id: str, profile: str) -> dict:
     }
 
 
+def _caveat(effects: np.ndarray) -> dict:
+    """A ledger note when no layer recovers anything: then L* is not a peak."""
+    means = effects.mean(axis=0)
+    if means.size and means.max() < 0:
+        return {
+            "caveat": f"the mean recovery is below 0 at every layer (at most {means.max():.2f}): "
+            "every single-layer patch lowers the clean transcript's log-prob, so L* marks "
+            "the least harmful layer, not a peak"
+        }
+    return {}
+
+
 def _curve_evidence(effects, layers, rng, n_resamples):
     curve = bootstrap_curve(effects, layers, rng=rng, n_resamples=n_resamples)
     return curve, curve.to_records()
@@ -87,6 +99,7 @@ def _peak_region_claim(claim_id, region, label, model_name, family, e1, profile,
         L_star=peak["observed"],
         region=region,
         n_used=len(effects),
+        **_caveat(effects),
     )
     distribution = {str(x): float(np.mean(peak["samples"] == x)) for x in layers}
     claim_record.write(
@@ -163,6 +176,7 @@ def test_c1_sharp_peak(model_name, family, e1, profile, claim_record):
         L_star=result["peak_layer"],
         runner_up=result["runner_up_layer"],
         n_used=len(effects),
+        **_caveat(effects),
     )
     claim_record.write(
         "C1-sharp",
@@ -211,6 +225,7 @@ def test_c2_correlational_and_causal_agree(model_name, family, e1, profile, clai
         L_c=result["L_c_observed"],
         L_n=result["L_n_observed"],
         n_used=len(effects),
+        **_caveat(effects),
     )
     claim_record.write(
         "C2",
