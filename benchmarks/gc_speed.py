@@ -21,8 +21,8 @@ from unittest import mock
 
 import numpy as np
 import torch
+from common import model_from_args, warm_up
 
-import listenkit
 import listenkit.patching
 from listenkit.grounding_sweep import GroundingSweep, grounding_sweep
 from listenkit.stimuli import conflict_stimuli
@@ -110,12 +110,8 @@ def naive_margins(model, stimuli) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="whisper-base")
     parser.add_argument("--per-flip-type", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = listenkit.load_model(args.model)
+    args, model = model_from_args(parser)
     stimuli = list(
         conflict_stimuli(
             per_flip_type=args.per_flip_type,
@@ -124,8 +120,7 @@ def main() -> None:
             seed=20260226,
         )
     )
-    with torch.inference_mode():
-        model.encode(model.log_mel(stimuli[0].ref_audio.audio))  # warm up
+    warm_up(model, stimuli[0].ref_audio.audio)
 
     def timed(fn):
         start = time.perf_counter()

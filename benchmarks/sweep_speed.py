@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+from common import model_from_args, warm_up
 from nnsight import NNsight
 
 import listenkit
@@ -55,15 +56,10 @@ def naive_effects(model, pairs) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="whisper-base")
     parser.add_argument("--pairs", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = listenkit.load_model(args.model)
+    args, model = model_from_args(parser)
     pairs = list(noise_pairs(textbank()[: args.pairs], 0.0, "white", seed=20260226))
-    with torch.inference_mode():
-        model.encode(model.log_mel(pairs[0].clean.audio))  # warm up
+    warm_up(model, pairs[0].clean.audio)
 
     start = time.perf_counter()
     ours = listenkit.sweep(
