@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from listenkit.evidence import validate_ledger
+from listenkit.report.evidence import validate_ledger
 
 try:
     import tomllib

@@ -5,9 +5,9 @@
 Naive = what one writes by hand: for every stimulus and every decoder layer, a full
 model forward of the source run that records the stream and a full forward of the
 base run with the patch (both streams, the a and b rows as one batch of two).
-Ours without the K/V cache = ``listenkit.grounding_sweep`` with every decoder block
+Ours without the K/V cache = ``listenkit.analyses.grounding.whisper`` with every decoder block
 projecting the encoder output to cross-attention keys and values itself (the
-behaviour before ``listenkit.decoder_kv``). Ours = ``listenkit.grounding_sweep``:
+behaviour before ``listenkit.engine.decoder_kv``). Ours = ``listenkit.analyses.grounding.whisper``:
 encoder outputs memoised, patched runs restart at the patched block, and the
 cross-attention projections computed once per audio item.
 Prints the times, the speed ratios and the largest |margin difference| (nats).
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from common import model_from_args, warm_up
 
-import listenkit.patching
-from listenkit.grounding_sweep import GroundingSweep, grounding_sweep
+import listenkit.engine.backends.hooks
+from listenkit.analyses.grounding.whisper import GroundingSweep, grounding_sweep
 from listenkit.stimuli import conflict_stimuli
 from listenkit.stimuli.conflict import align_flip
 
@@ -129,7 +129,7 @@ def main() -> None:
         return out, time.perf_counter() - start
 
     ours, t_ours = timed(lambda: grounding_sweep(model, stimuli, progress=False))
-    with mock.patch.object(listenkit.patching, "cross_kv", lambda *_a, **_k: {}):
+    with mock.patch.object(listenkit.engine.backends.hooks, "cross_kv", lambda *_a, **_k: {}):
         uncached, t_uncached = timed(lambda: grounding_sweep(model, stimuli, progress=False))
     (naive_a, naive_t), t_naive = timed(lambda: naive_margins(model, stimuli))
 
@@ -142,7 +142,7 @@ def main() -> None:
     diff_naive = worst(ours, naive_a, naive_t)
     print(f"model {args.model}, {len(stimuli)} conflicts x {model.decoder_layers} decoder layers, "
           f"audio and text streams, {args.threads} threads")  # fmt: skip
-    print(f"listenkit.grounding_sweep        : {t_ours:7.1f} s")
+    print(f"listenkit.analyses.grounding.whisper        : {t_ours:7.1f} s")
     print(f"the same without the K/V cache   : {t_uncached:7.1f} s "
           f"(cache speed-up {t_uncached / t_ours:.2f}x)")  # fmt: skip
     print(f"naive hook script                : {t_naive:7.1f} s "

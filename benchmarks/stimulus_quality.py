@@ -17,7 +17,8 @@ from collections import Counter
 import numpy as np
 
 import listenkit
-from listenkit.grounding import conflict_margins, text_dominance_ratio
+from listenkit.analyses.grounding.margins import conflict_margins, text_dominance_ratio
+from listenkit.engine.wer import wer
 from listenkit.stimuli import (
     align_flip,
     conflict_stimuli,
@@ -28,7 +29,6 @@ from listenkit.stimuli import (
     voice_pairs,
 )
 from listenkit.stimuli.conflict import conflict_templates
-from listenkit.wer import wer
 
 VOICES = (
     "espeak-ng:en-gb",

@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 
 from fixtures.stimuli import claim_rng, preregistration
-from listenkit.evidence import environment
-from listenkit.listen_layer import correlational_agreement, peak_location
-from listenkit.plots import plot_layer_claim, plot_profiles
-from listenkit.stats import bootstrap_curve, paired_peak_difference, probability_in
+from listenkit.report.evidence import environment
+from listenkit.report.plots import plot_layer_claim, plot_profiles
+from listenkit.stats import (
+    bootstrap_curve,
+    correlational_agreement,
+    paired_peak_difference,
+    peak_location,
+    probability_in,
+)
 
 PREREG = preregistration()
 COMMON = PREREG["common"]

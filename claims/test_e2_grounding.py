@@ -5,7 +5,7 @@ from ``[e2]`` in preregistration.toml. Interchange interventions on audio-text
 conflicts (Geiger et al.): ``dA(l)`` is the share of the audio's effect on the margin
 ``m = log p(a) - log p(b)`` carried by the audio stream at layer ``l``, ``dT(l)`` the
 share of the text channel's effect carried by the text stream, and
-``gc(l) = mean dA / (mean dA + mean dT)`` (``listenkit.grounding_sweep``).
+``gc(l) = mean dA / (mean dA + mean dT)`` (``listenkit.analyses.grounding.whisper``).
 
 On Whisper the text stream is ``decoder.resid`` *after* block ``l`` at the prompt
 positions, so at the last layer it feeds no later computation: ``dT(N) = 0`` and
@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 
 from fixtures.stimuli import claim_rng, preregistration
-from listenkit.evidence import environment
-from listenkit.grounding import text_dominance_ratio
-from listenkit.grounding_stats import (
+from listenkit.analyses.grounding.margins import text_dominance_ratio
+from listenkit.report.evidence import environment
+from listenkit.report.plots import plot_grounding
+from listenkit.stats.grounding import (
     bootstrap_grounding,
     drop_and_recover,
     gc_group_difference_test,
     gc_peak_difference,
     probability_drop_and_recover,
 )
-from listenkit.plots import plot_grounding
 
 E2 = preregistration()["e2"]
 CLAIMS = E2["claims"]

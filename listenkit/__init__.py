@@ -1,15 +1,44 @@
-"""listenkit: executable hypothesis tests for claims about speech models."""
+"""listenkit: executable hypothesis tests for claims about speech models.
 
-from listenkit.audio import AudioError
-from listenkit.cache import CacheWarning
-from listenkit.ctranslate2_whisper import CT2FormatError
-from listenkit.grounding_sweep import GroundingSweep, grounding_sweep
-from listenkit.loading import ModelNotAvailableError, known_model_names, load_model
-from listenkit.sites import COMPONENTS, DegenerateSiteWarning, Site, SiteError
-from listenkit.speech_model import SpeechModel
-from listenkit.sweep_result import Sweep
-from listenkit.sweeping import sweep
+The pipeline, one subpackage per stage (data flows one way; lower stages never
+import higher ones):
 
+- ``models``: load real weights offline, validate audio (``load_model``, ``SpeechModel``)
+- ``stimuli``: minimal pairs, conflicts and the claim families
+- ``engine``: sites, site tables, batches, metrics, hooks and nnsight backends
+- ``analyses``: one package per experiment (``listen_layer`` E1, ``grounding`` E2/E5)
+- ``stats``: the resampling core and the statistics the claims use (numpy only)
+- ``planted``: models with a known answer, for testing the machinery
+- ``report``: evidence files, plots, the command line
+
+Top-level names are imported lazily: ``import listenkit`` loads neither torch nor
+whisper until a name that needs them is used.
+"""
+
+from typing import TYPE_CHECKING
+
+from listenkit._lazy import lazy_exports
+from listenkit._version import __version__
+
+_EXPORTS = {
+    "AudioError": "listenkit.models.audio",
+    "CacheWarning": "listenkit.models.cache",
+    "CT2FormatError": "listenkit.models.ctranslate2",
+    "ModelNotAvailableError": "listenkit.models.loading",
+    "known_model_names": "listenkit.models.loading",
+    "load_model": "listenkit.models.loading",
+    "SpeechModel": "listenkit.models.speech_model",
+    "COMPONENTS": "listenkit.engine.sites",
+    "DegenerateSiteWarning": "listenkit.engine.sites",
+    "Site": "listenkit.engine.sites",
+    "SiteError": "listenkit.engine.sites",
+    "Sweep": "listenkit.analyses.listen_layer.result",
+    "sweep": "listenkit.analyses.listen_layer.patch_sweep",
+    "GroundingSweep": "listenkit.analyses.grounding.whisper",
+    "grounding_sweep": "listenkit.analyses.grounding.whisper",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "COMPONENTS",
     "AudioError",
@@ -22,9 +51,20 @@ __all__ = [
     "SiteError",
     "SpeechModel",
     "Sweep",
+    "__version__",
     "grounding_sweep",
     "known_model_names",
     "load_model",
     "sweep",
 ]
-__version__ = "0.1.0"
+
+if TYPE_CHECKING:  # static names for type checkers and IDEs
+    from listenkit.analyses.grounding.whisper import GroundingSweep, grounding_sweep
+    from listenkit.analyses.listen_layer.patch_sweep import sweep
+    from listenkit.analyses.listen_layer.result import Sweep
+    from listenkit.engine.sites import COMPONENTS, DegenerateSiteWarning, Site, SiteError
+    from listenkit.models.audio import AudioError
+    from listenkit.models.cache import CacheWarning
+    from listenkit.models.ctranslate2 import CT2FormatError
+    from listenkit.models.loading import ModelNotAvailableError, known_model_names, load_model
+    from listenkit.models.speech_model import SpeechModel

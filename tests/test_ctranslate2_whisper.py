@@ -9,12 +9,12 @@ import pytest
 import torch
 import whisper
 
-from listenkit.ctranslate2_whisper import (
+from listenkit.models.ctranslate2 import (
     CT2FormatError,
     read_ct2_model,
     whisper_state_dict_from_ct2,
 )
-from listenkit.loading import EMBEDDED_MODELS
+from listenkit.models.loading import EMBEDDED_MODELS
 
 from .ct2_files import ct2_variables_from_whisper, write_ct2_model
 

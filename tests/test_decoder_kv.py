@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from listenkit.decoder_kv import cross_kv, decoder_logits, run_decoder_blocks
+from listenkit.engine.decoder_kv import cross_kv, decoder_logits, run_decoder_blocks
 
 
 def test_cached_projections_give_whisper_decoder_logits(tiny_model, speech_clips):

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis.extra.numpy import arrays
 
-from listenkit.grounding_stats import (
+from listenkit.engine.metrics import grounding_coefficient
+from listenkit.stats.grounding import (
     bootstrap_grounding,
     drop_and_recover,
     gc_group_difference_test,
@@ -16,7 +17,6 @@ from listenkit.grounding_stats import (
     nan_argmax,
     probability_drop_and_recover,
 )
-from listenkit.metrics import grounding_coefficient
 
 
 def _data(n=40, seed=0, da_means=(0.1, 0.6, 0.2, 0.1), dt_means=(0.9, 0.4, 0.8, 0.0)):

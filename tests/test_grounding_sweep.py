@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from listenkit.grounding import conflict_margins
-from listenkit.grounding_stats import bootstrap_grounding
-from listenkit.grounding_sweep import grounding_sweep
-from listenkit.planted_decoder import N_DECODER_LAYERS, planted_conflicts, planted_decoder_model
+from listenkit.analyses.grounding.margins import conflict_margins
+from listenkit.analyses.grounding.whisper import grounding_sweep
+from listenkit.planted.decoder import N_DECODER_LAYERS, planted_conflicts, planted_decoder_model
+from listenkit.stats.grounding import bootstrap_grounding
 from listenkit.stimuli import conflict_stimuli
 from listenkit.stimuli.conflict import noisy_conflicts
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from fixtures.stimuli import preregistration
-from listenkit.cli import main as cli_main
-from listenkit.evidence import collect_ledger, validate_ledger, write_ledger_entry
-from listenkit.families import DEFAULT_FAMILIES
-from listenkit.listen_layer import change_point, correlational_agreement, peak_location
+from listenkit.report.cli import main as cli_main
+from listenkit.report.evidence import collect_ledger, validate_ledger, write_ledger_entry
+from listenkit.stats import change_point, correlational_agreement, peak_location
+from listenkit.stimuli.families import DEFAULT_FAMILIES
 
 
 def test_change_point_is_the_largest_increase():

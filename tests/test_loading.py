@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import listenkit
-from listenkit.cache import CacheWarning, cache_root
-from listenkit.loading import EMBEDDED_MODELS, EmbeddedWeights, ModelNotAvailableError
+from listenkit.models.cache import CacheWarning, cache_root
+from listenkit.models.loading import EMBEDDED_MODELS, EmbeddedWeights, ModelNotAvailableError
 
 from .racing import race
 
@@ -89,7 +89,7 @@ def test_cache_location_follows_the_environment(fresh_cache):
 def test_openai_checkpoint_path_and_hf_dir_and_ct2_dir_load_the_same_weights(tiny_model, tmp_path):
     from transformers import WhisperForConditionalGeneration
 
-    from listenkit.hf_whisper import hf_config_from_dims, openai_to_hf_state_dict
+    from listenkit.models.hf_whisper import hf_config_from_dims, openai_to_hf_state_dict
 
     dims = dataclasses.asdict(tiny_model.module.dims)
     state = tiny_model.module.state_dict()
@@ -126,7 +126,7 @@ def test_hf_prefix_on_a_non_model_dir_is_a_clear_error(tmp_path):
 RACE_SETUP = textwrap.dedent(
     """
     import time
-    import listenkit.loading as loading
+    import listenkit.models.loading as loading
     real = loading.read_ct2_model
     def slow_read(parts):
         print("CONVERTING", flush=True)

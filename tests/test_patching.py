@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from listenkit import DegenerateSiteWarning, Site, SiteError, Sweep, sweep
-from listenkit.patching import PatchItem, RunInput, ScoringRow, run_patching
-from listenkit.planted import planted_model, planted_pairs
+from listenkit.engine.batch import PatchItem, RunInput, ScoringRow
+from listenkit.engine.patching import run_patching
+from listenkit.planted.encoder import planted_model, planted_pairs
 from listenkit.stimuli import noise_pairs, textbank
 
 

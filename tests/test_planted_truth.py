@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from listenkit import DegenerateSiteWarning, sweep
-from listenkit.planted import N_LAYERS, planted_model, planted_pairs
+from listenkit.planted.encoder import N_LAYERS, planted_model, planted_pairs
 from listenkit.stats import bootstrap_argmax, paired_peak_difference, probability_in
 from listenkit.stimuli.types import Pair
 

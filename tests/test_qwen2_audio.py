@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from listenkit.audio import AudioError
-from listenkit.lm_grounding import RemoteUnavailableError, lm_grounding_sweep
-from listenkit.planted_decoder import planted_conflicts
-from listenkit.qwen2_audio import (
+from listenkit.analyses.grounding.audio_lm import RemoteUnavailableError, lm_grounding_sweep
+from listenkit.models.audio import AudioError
+from listenkit.models.qwen2_audio import (
     QWEN2_AUDIO_ENV,
     Qwen2AudioNotConfiguredError,
     load_qwen2_audio,
     tiny_qwen2_audio,
 )
+from listenkit.planted.decoder import planted_conflicts
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_gc_sweep_runs_end_to_end_and_the_backends_agree(lm, stimuli):
 
 def test_patching_a_stream_at_layer_one_from_the_base_itself_changes_nothing(lm, stimuli):
     """Sanity: x patched with its own activations is x (same positions, same values)."""
-    from listenkit.lm_grounding import _HookRunner, _runs
+    from listenkit.analyses.grounding.audio_lm import _HookRunner, _runs
 
     runner = _HookRunner(lm)
     x, _, _ = _runs(lm, stimuli[0])
@@ -129,7 +129,12 @@ def _save_tiny_checkpoint(directory):
         WhisperFeatureExtractor,
     )
 
-    from listenkit.qwen2_audio import CONTEXT_LEAD, INSTRUCTION, SYSTEM, tiny_qwen2_audio_config
+    from listenkit.models.qwen2_audio import (
+        CONTEXT_LEAD,
+        INSTRUCTION,
+        SYSTEM,
+        tiny_qwen2_audio_config,
+    )
     from listenkit.stimuli.conflict import conflict_templates
 
     words = set(f"system user assistant Audio 1 : {SYSTEM} {CONTEXT_LEAD} {INSTRUCTION}".split())

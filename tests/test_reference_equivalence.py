@@ -21,8 +21,8 @@ import torch
 os.environ.setdefault("CT2_USE_MKL", "1")
 ctranslate2 = pytest.importorskip("ctranslate2", reason="pip install 'listenkit[dev]'")
 
-from listenkit.hf_whisper import hf_config_from_dims, openai_to_hf_state_dict  # noqa: E402
-from listenkit.loading import EMBEDDED_MODELS  # noqa: E402
+from listenkit.models.hf_whisper import hf_config_from_dims, openai_to_hf_state_dict  # noqa: E402
+from listenkit.models.loading import EMBEDDED_MODELS  # noqa: E402
 
 ENCODER_TOLERANCE = {"whisper-tiny.en": 1e-4, "whisper-base": 2e-3}
 # Teacher-forced log-prob vs log_softmax of CTranslate2's own per-step logits.

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from listenkit.similarity import encoder_profiles, linear_cka, logit_lens, norm_ratio
+from listenkit.analyses.listen_layer.profiles import (
+    encoder_profiles,
+    linear_cka,
+    logit_lens,
+    norm_ratio,
+)
 from listenkit.stimuli import noise_pairs, textbank
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from listenkit.engine.wer import wer
 from listenkit.stimuli import noise_pairs, pocketsphinx_clips, textbank
-from listenkit.wer import wer
 
 N_SENTENCES = 50
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from listenkit.audio import AudioError
+from listenkit.models.audio import AudioError
 from listenkit.stimuli.types import ConflictStimulus, Question, Utterance
 
 __all__ = ["load_alme_jsonl", "load_audio_file", "load_librispeech", "load_wav_txt_folder"]

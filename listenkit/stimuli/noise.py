@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from listenkit.audio import AudioError, as_waveform
+from listenkit.models.audio import AudioError, as_waveform
 
 __all__ = [
     "NOISE_KINDS",

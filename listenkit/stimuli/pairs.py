@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-import listenkit
+from listenkit._version import __version__
 from listenkit.stimuli.noise import NOISE_KINDS, make_noise, mix_at_snr, speech_span
 from listenkit.stimuli.store import StimulusSet, cached_stimulus_set
 from listenkit.stimuli.tts import PiperVoice, get_voice
@@ -41,7 +41,7 @@ def _piper(length_scale: float) -> PiperVoice:
 
 def _versions(*voices) -> dict[str, str]:
     return {
-        "listenkit": listenkit.__version__,
+        "listenkit": __version__,
         "numpy": importlib.metadata.version("numpy"),
         **{v.name: v.version() for v in voices},
     }

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from listenkit.cache import cache_root
+from listenkit.models.cache import cache_root
 from listenkit.stimuli.types import Utterance
 
 __all__ = ["POCKETSPHINX_SDIST_SHA256", "pocketsphinx_clips"]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from listenkit.cache import cache_root
+from listenkit.models.cache import cache_root
 from listenkit.stimuli.types import ConflictStimulus, Pair, Utterance
 
 __all__ = ["StimulusSet", "cached_stimulus_set", "load_manifest", "write_manifest"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from listenkit.audio import MODEL_SAMPLE_RATE, AudioError, resample
+from listenkit.models.audio import MODEL_SAMPLE_RATE, AudioError, resample
 
 __all__ = [
     "EspeakVoice",

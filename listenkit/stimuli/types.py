@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from listenkit.audio import MODEL_SAMPLE_RATE, as_waveform, resample
+from listenkit.models.audio import MODEL_SAMPLE_RATE, as_waveform, resample
 
 __all__ = ["ConflictStimulus", "Pair", "Question", "Utterance", "audio_sha256"]
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from listenkit.site_tables import Access, read, resolve
+from listenkit.engine.site_tables import Access, read, resolve
 
 __all__ = ["Positions", "capture", "capture_block_inputs", "patched"]
 

@@ -2,7 +2,7 @@
 
 For a conflict stimulus (audio says ``ref_text``, the previous-text prompt says
 ``conflict_text``) the margin ``m = log p(a) - log p(b)`` is scored at the flipped
-span, teacher forced on the shared transcript prefix (``listenkit.grounding``).
+span, teacher forced on the shared transcript prefix (``listenkit.analyses.grounding.margins``).
 Three runs (Geiger et al. interchange interventions):
 
 - base ``x``: audio of ``ref_text``, prompt ``conflict_text``;
@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from listenkit.metrics import logit_diff_rows
-from listenkit.patching import PatchItem, RunInput, run_patching
-from listenkit.sites import Site
-from listenkit.speech_model import SpeechModel
+from listenkit.engine.batch import PatchItem, RunInput
+from listenkit.engine.metrics import logit_diff_rows
+from listenkit.engine.patching import run_patching
+from listenkit.engine.sites import Site
+from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.conflict import align_flip
 from listenkit.stimuli.types import ConflictStimulus
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from listenkit.speech_model import SpeechModel
+from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.conflict import align_flip
 from listenkit.stimuli.types import ConflictStimulus
 

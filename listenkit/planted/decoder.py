@@ -23,8 +23,8 @@ import torch.nn.functional as F
 import whisper
 from whisper.model import MultiHeadAttention
 
-from listenkit.qwen2_audio import AudioLM
-from listenkit.speech_model import SpeechModel
+from listenkit.models.qwen2_audio import AudioLM
+from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.conflict import align_flip, conflict_templates
 from listenkit.stimuli.types import FLIP_TYPES, ConflictStimulus
 
@@ -92,7 +92,7 @@ def planted_decoder_model(
     model = SpeechModel(
         name=f"planted-decoder-k{audio_layer}" + ("-textblind" if text_blind else ""),
         module=module.eval(),
-        source="listenkit.planted_decoder",
+        source="listenkit.planted.decoder",
     )
     if text_blind:
         blind = []

@@ -21,13 +21,18 @@ from pathlib import Path
 import numpy as np
 
 import listenkit
-from listenkit.evidence import write_json_atomic
-from listenkit.families import CONFLICT_FAMILIES, DEFAULT_FAMILIES, conflict_family, family_pairs
-from listenkit.grounding import text_dominance_ratio
-from listenkit.grounding_stats import bootstrap_grounding
-from listenkit.grounding_sweep import grounding_sweep
-from listenkit.plots import plot_grounding, plot_layer_claim
-from listenkit.site_tables import OPENAI_WHISPER
+from listenkit.analyses.grounding.margins import text_dominance_ratio
+from listenkit.analyses.grounding.whisper import grounding_sweep
+from listenkit.engine.site_tables import OPENAI_WHISPER
+from listenkit.report.evidence import write_json_atomic
+from listenkit.report.plots import plot_grounding, plot_layer_claim
+from listenkit.stats.grounding import bootstrap_grounding
+from listenkit.stimuli.families import (
+    CONFLICT_FAMILIES,
+    DEFAULT_FAMILIES,
+    conflict_family,
+    family_pairs,
+)
 
 __all__ = ["main"]
 

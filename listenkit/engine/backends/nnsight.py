@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from listenkit.site_tables import OPENAI_WHISPER, Access
-from listenkit.sites import Site
+from listenkit.engine.batch import Batch, metric_from_logits, positions_for
+from listenkit.engine.site_tables import OPENAI_WHISPER, Access
+from listenkit.engine.sites import Site
 
 __all__ = ["run_batch_nnsight"]
 
@@ -58,10 +59,10 @@ def _set(envoy, access: Access, value, positions, slices, n_rows: int) -> None:
 
 
 @torch.inference_mode()
-def run_batch_nnsight(model, batch, sites: Sequence[Site], layers: dict[Site, tuple[int, ...]]):
+def run_batch_nnsight(
+    model, batch: Batch, sites: Sequence[Site], layers: dict[Site, tuple[int, ...]]
+):
     from nnsight import NNsight
-
-    from listenkit.patching import _metric_from_logits, _positions
 
     traced = NNsight(_EncodeDecode(model.module))
     table = OPENAI_WHISPER
@@ -81,8 +82,8 @@ def run_batch_nnsight(model, batch, sites: Sequence[Site], layers: dict[Site, tu
         logits_source = traced.output.save()
     with traced.trace(*forward_args(batch.mel_base, rows_b)):
         logits_base = traced.output.save()
-    m_source = _metric_from_logits(logits_source, rows_s)
-    m_base = _metric_from_logits(logits_base, rows_b)
+    m_source = metric_from_logits(logits_source, rows_s)
+    m_base = metric_from_logits(logits_base, rows_b)
 
     out = {}
     for s in sites:
@@ -90,10 +91,10 @@ def run_batch_nnsight(model, batch, sites: Sequence[Site], layers: dict[Site, tu
         values = np.empty((len(batch.items), len(layers[s])))
         for j, layer in enumerate(layers[s]):
             if s.stack == "encoder":
-                positions = _positions(s, batch, None)
+                positions = positions_for(s, batch, None)
                 n_rows = len(batch.items)
             else:
-                positions = _positions(s, batch, rows_b)
+                positions = positions_for(s, batch, rows_b)
                 n_rows = len(rows_b["lengths"])
             slices = None
             if s.component == "encoder.head":
@@ -104,6 +105,6 @@ def run_batch_nnsight(model, batch, sites: Sequence[Site], layers: dict[Site, tu
                     envoy = _envoy(traced, access, layer)
                     _set(envoy, access, stored[(s, layer, k)], positions, slices, n_rows)
                 logits = traced.output.save()
-            values[:, j] = _metric_from_logits(logits, rows_b)
+            values[:, j] = metric_from_logits(logits, rows_b)
         out[s] = values
     return m_source, m_base, out

@@ -1,6 +1,6 @@
 """The grounding coefficient on an audio language model (Qwen2-Audio).
 
-Same interventions and formulas as ``listenkit.grounding_sweep`` (Whisper), with the
+Same interventions and formulas as ``listenkit.analyses.grounding.whisper`` (Whisper), with the
 text channel in the user turn (``AudioLM.build``) and both streams read from the
 language model's residual stream after layer ``l`` (``lm.resid``): the audio stream
 at the audio-token positions, the text stream at the text-context positions.
@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from listenkit.grounding_sweep import GroundingSweep
-from listenkit.hooks import capture, patched
-from listenkit.qwen2_audio import AudioLM, LMInput
-from listenkit.site_tables import QWEN2_AUDIO_LM
-from listenkit.sites import Site
+from listenkit.analyses.grounding.whisper import GroundingSweep
+from listenkit.engine.hooks import capture, patched
+from listenkit.engine.site_tables import QWEN2_AUDIO_LM
+from listenkit.engine.sites import Site
+from listenkit.models.qwen2_audio import AudioLM, LMInput
 from listenkit.stimuli.conflict import align_flip
 from listenkit.stimuli.types import ConflictStimulus
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 import whisper
 
-from listenkit.cache import cached_torch_file
-from listenkit.ctranslate2_whisper import read_ct2_model, whisper_state_dict_from_ct2
-from listenkit.hf_whisper import load_hf_whisper_dir
-from listenkit.speech_model import SpeechModel
+from listenkit.models.cache import cached_torch_file
+from listenkit.models.ctranslate2 import read_ct2_model, whisper_state_dict_from_ct2
+from listenkit.models.hf_whisper import load_hf_whisper_dir
+from listenkit.models.speech_model import SpeechModel
 
 __all__ = ["EMBEDDED_MODELS", "ModelNotAvailableError", "known_model_names", "load_model"]
 

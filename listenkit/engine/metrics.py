@@ -9,7 +9,7 @@
   with ``|m_source - m_base| < floor`` are excluded (never divided by ~0).
 - ``grounding_coefficient``: ``gc = mean dA / (mean dA + mean dT)``, undefined (NaN)
   where ``mean dA + mean dT < min_total``.
-- ``wer``: word error rate on Whisper-normalised text (``listenkit.wer``).
+- ``wer``: word error rate on Whisper-normalised text (``listenkit.engine.wer``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from listenkit.patching import ScoringRow
-from listenkit.speech_model import SpeechModel
-from listenkit.wer import wer
+from listenkit.engine.batch import ScoringRow
+from listenkit.engine.wer import wer
+from listenkit.models.speech_model import SpeechModel
+from listenkit.stats.grounding import grounding_coefficient
 
 __all__ = [
     "grounding_coefficient",
@@ -69,13 +70,3 @@ def normalized_recovery(
     r = np.full(np.shape(patched), np.nan)
     r[included] = (patched[included] - base[included, None]) / gap[included, None]
     return r, included
-
-
-def grounding_coefficient(
-    mean_da: np.ndarray, mean_dt: np.ndarray, *, min_total: float = 0.05
-) -> np.ndarray:
-    """``gc = mean dA / (mean dA + mean dT)``; NaN where ``mean dA + mean dT < min_total``."""
-    mean_da, mean_dt = np.asarray(mean_da, float), np.asarray(mean_dt, float)
-    total = mean_da + mean_dt
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total >= min_total, mean_da / total, np.nan)

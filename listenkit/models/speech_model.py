@@ -16,7 +16,7 @@ import torch
 import whisper
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
-from listenkit.audio import MODEL_SAMPLE_RATE, as_waveform_batch
+from listenkit.models.audio import MODEL_SAMPLE_RATE, as_waveform_batch
 
 __all__ = ["SpeechModel"]
 

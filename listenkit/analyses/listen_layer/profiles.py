@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from listenkit.hooks import capture_block_inputs
-from listenkit.speech_model import SpeechModel
+from listenkit.engine.hooks import capture_block_inputs
+from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.types import Pair
 
 __all__ = ["EncoderProfiles", "encoder_profiles", "linear_cka", "logit_lens", "norm_ratio"]

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from listenkit.audio import MODEL_SAMPLE_RATE, as_waveform
+from listenkit.models.audio import MODEL_SAMPLE_RATE, as_waveform
 
 __all__ = [
     "QWEN2_AUDIO_ENV",

@@ -6,12 +6,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from listenkit.metrics import logit_diff_rows, ref_logprob_rows
-from listenkit.patching import PatchItem, RunInput, ScoringRow, run_patching
-from listenkit.sites import COMPONENTS, Site
-from listenkit.speech_model import SpeechModel
+from listenkit.analyses.listen_layer.result import Sweep
+from listenkit.engine.batch import PatchItem, RunInput, ScoringRow
+from listenkit.engine.metrics import logit_diff_rows, ref_logprob_rows
+from listenkit.engine.patching import run_patching
+from listenkit.engine.sites import COMPONENTS, Site
+from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.types import Pair
-from listenkit.sweep_result import Sweep
 
 __all__ = ["METRICS", "sweep"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from listenkit.metrics import normalized_recovery
-from listenkit.sites import Site
+from listenkit.engine.metrics import normalized_recovery
+from listenkit.engine.sites import Site
 from listenkit.stats import Curve, bootstrap_curve
 
 __all__ = ["Sweep"]

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from listenkit.grounding_stats import GroundingCurves
 from listenkit.stats import Curve
+from listenkit.stats.grounding import GroundingCurves
 
 __all__ = ["plot_grounding", "plot_layer_claim", "plot_profiles"]
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import whisper
 
-from listenkit.speech_model import SpeechModel
+from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.types import Pair, Utterance
 
 __all__ = ["N_LAYERS", "planted_model", "planted_pairs", "region_frames"]
@@ -112,7 +112,7 @@ def planted_model(k: int | None, *, seed: int = 0) -> SpeechModel:
             block.cross_attn.out.weight[:, S2] = torch.randn(D, 16, generator=gen) * 3.0
         dec.ln.weight.fill_(1.0)
     name = "planted" if k is None else f"planted-k{k}"
-    return SpeechModel(name=name, module=module.eval(), source="listenkit.planted")
+    return SpeechModel(name=name, module=module.eval(), source="listenkit.planted.encoder")
 
 
 def _speechlike(rng: np.random.Generator, seconds: float = 3.0) -> np.ndarray:

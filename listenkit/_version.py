@@ -1,0 +1,3 @@
+"""The package version (one place; read by evidence files and manifests)."""
+
+__version__ = "0.1.0"

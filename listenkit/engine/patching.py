@@ -1,0 +1,95 @@
+"""``run_patching``: one sweep engine over items, sites and layers, for both backends.
+
+Denoising: source = clean, base = corrupt; noising: the reverse. The backends
+(``engine.backends.hooks``, the default, and ``engine.backends.nnsight``) compute
+per-item metric values of the source, base and patched runs for one batch; this
+module validates the request, batches the items and checks the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from listenkit.engine.batch import Batch, PatchItem, PatchResult, check_finite
+from listenkit.engine.site_tables import OPENAI_WHISPER
+from listenkit.engine.sites import Site, SiteError
+from listenkit.models.speech_model import SpeechModel
+
+__all__ = ["BACKENDS", "run_patching"]
+
+BACKENDS = ("hooks", "nnsight")
+
+
+def run_patching(
+    model: SpeechModel,
+    items: Sequence[PatchItem],
+    sites: Sequence[Site],
+    *,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 8,
+    backend: str = "hooks",
+    progress: bool = True,
+    encoder_memo: dict | None = None,
+) -> list[PatchResult]:
+    """Patch each site at each of its layers (or ``layers``) for every item.
+
+    Returns per-item metric values of the source, base and patched runs. With only
+    decoder sites, ``encoder_memo`` (a dict shared between calls) caches encoder
+    outputs by audio sha256, so audio seen before is not encoded again (hooks backend).
+    """
+    if not items:
+        raise ValueError("no items to patch")
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("item ids must be unique")
+    site_layers: dict[Site, tuple[int, ...]] = {}
+    for s in sites:
+        if s.component not in OPENAI_WHISPER:
+            raise SiteError(
+                f"{s.component} is not a Whisper site; audio language models run through "
+                "listenkit.analyses.grounding.audio_lm"
+            )
+        n = model.encoder_layers if s.stack == "encoder" else model.decoder_layers
+        s.check(n_layers=n, n_heads=model.heads)
+        site_layers[s] = s.layers(n) if layers is None else tuple(layers)
+        for layer in site_layers[s]:
+            s.at(int(layer)).layers(n)  # range check with the valid range in the message
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    m_source = np.empty(len(items))
+    m_base = np.empty(len(items))
+    patched_values = {s: np.empty((len(items), len(site_layers[s]))) for s in sites}
+    total = len(items) * sum(len(v) for v in site_layers.values())
+    with tqdm(total=total, disable=not progress, desc="patching", unit="run") as bar:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            batch = Batch(model, chunk)
+            if backend == "hooks":
+                from listenkit.engine.backends.hooks import run_batch_hooks
+
+                src, base, values = run_batch_hooks(model, batch, sites, site_layers, encoder_memo)
+            else:
+                from listenkit.engine.backends.nnsight import run_batch_nnsight
+
+                src, base, values = run_batch_nnsight(model, batch, sites, site_layers)
+            m_source[start : start + len(chunk)] = src
+            m_base[start : start + len(chunk)] = base
+            for s in sites:
+                patched_values[s][start : start + len(chunk)] = values[s]
+            bar.update(len(chunk) * sum(len(v) for v in site_layers.values()))
+    for name, array in (("source metric", m_source), ("base metric", m_base)):
+        check_finite(name, array, ids)
+    for s in sites:
+        check_finite(f"patched metric ({s.component})", patched_values[s], ids)
+    return [
+        PatchResult(
+            site=s, layers=site_layers[s], source=m_source, base=m_base, patched=patched_values[s]
+        )
+        for s in sites
+    ]

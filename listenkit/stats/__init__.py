@@ -1,0 +1,57 @@
+"""Statistics over per-stimulus effects (rows = stimuli, columns = layers).
+
+Pure numpy/scipy: importing it loads neither torch nor whisper. One resampling core
+(``resampling``: bootstrap over stimuli with an explicit Generator, one NaN-safe
+argmax whose ties go to the lowest layer) under every statistic.
+"""
+
+from listenkit.stats.agreement import change_point, correlational_agreement
+from listenkit.stats.curves import Curve, bootstrap_curve, resampled_means
+from listenkit.stats.grounding import (
+    GroundingCurves,
+    bootstrap_grounding,
+    drop_and_recover,
+    gc_cross_fitted_sharpness,
+    gc_group_difference_test,
+    grounding_coefficient,
+    probability_drop_and_recover,
+)
+from listenkit.stats.peaks import (
+    bootstrap_argmax,
+    paired_peak_difference,
+    peak_location,
+    probability_in,
+)
+from listenkit.stats.ratio import RatioOfMeans, as_ratio
+from listenkit.stats.resampling import nan_argmax, percentile_interval, resample_counts
+from listenkit.stats.sharpness import cross_fitted_sharpness, max_t_lower_bounds, split_halves
+from listenkit.stats.significance import holm, permutation_test_head_set
+
+__all__ = [
+    "Curve",
+    "GroundingCurves",
+    "RatioOfMeans",
+    "as_ratio",
+    "bootstrap_argmax",
+    "bootstrap_curve",
+    "bootstrap_grounding",
+    "change_point",
+    "correlational_agreement",
+    "cross_fitted_sharpness",
+    "drop_and_recover",
+    "gc_cross_fitted_sharpness",
+    "gc_group_difference_test",
+    "grounding_coefficient",
+    "holm",
+    "max_t_lower_bounds",
+    "nan_argmax",
+    "paired_peak_difference",
+    "peak_location",
+    "percentile_interval",
+    "permutation_test_head_set",
+    "probability_drop_and_recover",
+    "probability_in",
+    "resample_counts",
+    "resampled_means",
+    "split_halves",
+]
