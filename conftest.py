@@ -6,4 +6,5 @@ pytest_plugins = [
     "fixtures.stimuli",
     "fixtures.evidence",
     "fixtures.analyses",
+    "pytester",
 ]

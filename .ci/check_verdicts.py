@@ -1,7 +1,10 @@
 """Check a claims run: every pre-registered (claim, model, family) has a verdict, none is
-an error, and the evidence and report files exist. "not supported" is a finding, not a
-failure. With --compare OTHER, also check that the entries both ledgers share are
-identical (the same numbers with and without pytest-xdist).
+an error, the evidence and report files exist, and the ledger was made under the current
+pre-registration version. "not supported" and "inconclusive" are findings, not failures.
+With --compare OTHER, also check that the entries both ledgers share are identical (the
+same numbers with and without pytest-xdist). Holm-adjusted fields depend on which cells
+ran; when the two runs' Holm families differ in size, only the raw p-values and the
+tests' own verdicts are compared.
 
     python .ci/check_verdicts.py reports [--compare other_reports]
 """
@@ -44,6 +47,19 @@ def required_models(prereg: dict) -> set[str]:
     return {*prereg["common"]["models"], *prereg["e2"]["models"]}
 
 
+HOLM_FIELDS = ("p_holm", "holm_cells", "observed", "verdict")
+
+
+def comparable(a: dict, b: dict) -> tuple[dict, dict]:
+    """The parts of two entries that must agree: all of them, except the Holm-adjusted
+    fields when the Holm families have different sizes (then the raw p and the tests'
+    own verdicts must agree)."""
+    if a.get("holm_cells") != b.get("holm_cells"):
+        a = {k: v for k, v in a.items() if k not in HOLM_FIELDS}
+        b = {k: v for k, v in b.items() if k not in HOLM_FIELDS}
+    return a, b
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("root")
@@ -81,16 +97,24 @@ def main() -> int:
     print(f"{len(ledger['claims'])} verdicts ({ledger['profile']} profile):")
     for e in ledger["claims"]:
         print(
-            f"  {e['claim']:9s} {e['model']:17s} {e['family']:14s} {e['verdict']:14s} "
+            f"  {e['claim']:9s} {e['model']:17s} {e['family']:15s} {e['verdict']:14s} "
             f"{e.get('statistic', '')} = {e.get('observed', '')} "
             f"(threshold {e.get('threshold', '')})"
+        )
+    version = prereg["version"]
+    stale = [e for e in ledger["claims"] if e.get("preregistration_version") != version]
+    if ledger.get("preregistration_version") != version or stale:
+        problems.append(
+            f"the ledger was made under pre-registration version "
+            f"{ledger.get('preregistration_version')}, the current one is {version}"
         )
     if args.compare:
         other = json.loads((Path(args.compare) / "verdicts.json").read_text())
         theirs = {(e["claim"], e["model"], e["family"]): e for e in other["claims"]}
         for key in sorted(set(entries) & set(theirs)):
-            if entries[key] != theirs[key]:
-                problems.append(f"{key}: differs between runs: {entries[key]} vs {theirs[key]}")
+            mine, their = comparable(entries[key], theirs[key])
+            if mine != their:
+                problems.append(f"{key}: differs between runs: {mine} vs {their}")
         print(f"compared {len(set(entries) & set(theirs))} shared verdicts with {args.compare}")
     for p in problems:
         print("PROBLEM:", p)

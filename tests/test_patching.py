@@ -100,6 +100,8 @@ def test_noising_mode_is_the_mirror_of_denoising(tiny_model, real_pairs):
     np.testing.assert_allclose(noised.patched, noised.corrupt[:, None].repeat(4, 1), atol=1e-4)
     assert noised.source is noised.corrupt and noised.base is noised.clean
     np.testing.assert_allclose(noised.included_effects(), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(noised.included, noised.clean - noised.corrupt >= 1.0)
+    np.testing.assert_allclose(noised.ratio().value(), 1.0, atol=1e-5)
 
 
 def test_bad_requests_are_clear_errors(tiny_model, real_pairs):
@@ -133,3 +135,16 @@ def test_non_finite_activations_are_an_error():
         model.module.encoder.blocks[1].mlp[2].weight[0, 0] = 1.0
     with pytest.raises(FloatingPointError, match="non-finite"):
         sweep(model, planted_pairs(2, 1), "encoder.attn_out", progress=False)
+
+
+def test_unaligned_pairs_are_refused_unless_allowed(tiny_model, real_pairs):
+    from listenkit.stimuli.types import Pair
+
+    p = real_pairs[0]
+    cut = p.corrupt.audio[: int(p.corrupt.audio.size * 0.95)]
+    unaligned = Pair.from_arrays(p.clean.audio, cut, p.text, id="unaligned")
+    with pytest.raises(ValueError, match=r"differ in length.*allow_unaligned=True"):
+        sweep(tiny_model, [unaligned], "encoder.attn_out", layers=[1], progress=False)
+    result = sweep(tiny_model, [unaligned], "encoder.attn_out", layers=[1], progress=False,
+                   allow_unaligned=True)  # fmt: skip
+    assert result.patched.shape == (1, 1)

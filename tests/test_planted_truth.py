@@ -11,7 +11,12 @@ from hypothesis import HealthCheck, given, settings
 
 from listenkit import DegenerateSiteWarning, sweep
 from listenkit.planted.encoder import N_LAYERS, planted_model, planted_pairs
-from listenkit.stats import bootstrap_argmax, paired_peak_difference, probability_in
+from listenkit.stats import (
+    bootstrap_argmax,
+    cross_fitted_sharpness,
+    probability_in,
+    split_halves,
+)
 from listenkit.stimuli.types import Pair
 
 N_PAIRS = 16
@@ -28,21 +33,22 @@ def test_sweep_recovers_the_planted_layer(model, k):
     effects = result.included_effects()
     assert len(effects) == N_PAIRS
     rng = np.random.default_rng(20260226)
-    samples = bootstrap_argmax(effects, result.layers, rng=rng, n_resamples=2000)
+    samples = bootstrap_argmax(result.ratio(), result.layers, rng=rng, n_resamples=2000)
     assert probability_in(samples, {k}) >= 0.95
-    peak = paired_peak_difference(effects, result.layers, rng=rng, n_resamples=2000)
-    assert peak["peak_layer"] == k and peak["ci_low"] > 0
+    in_a = split_halves(result.included_ids, salt="planted")
+    sharp = cross_fitted_sharpness(result.ratio(), result.layers, in_a, rng=rng, n_resamples=2000)
+    assert sharp["L_star"] == k and sharp["sharp"], sharp
     others = [layer for layer in result.layers if layer != k]
     assert np.abs(effects[:, [layer - 1 for layer in others]]).max() < 0.05
 
 
 def test_no_unique_peak_is_declared_without_a_planted_layer(model):
     result = sweep(model, planted_pairs(None, 24), "encoder.attn_out", progress=False)
-    effects = result.included_effects()
     rng = np.random.default_rng(20260226)
-    peak = paired_peak_difference(effects, result.layers, rng=rng, n_resamples=2000)
-    assert peak["ci_low"] <= 0, peak
-    samples = bootstrap_argmax(effects, result.layers, rng=rng, n_resamples=2000)
+    in_a = split_halves(result.included_ids, salt="planted")
+    sharp = cross_fitted_sharpness(result.ratio(), result.layers, in_a, rng=rng, n_resamples=2000)
+    assert not sharp["sharp"], sharp
+    samples = bootstrap_argmax(result.ratio(), result.layers, rng=rng, n_resamples=2000)
     assert max(probability_in(samples, {layer}) for layer in result.layers) < 0.95
 
 

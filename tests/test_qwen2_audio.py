@@ -69,20 +69,25 @@ def test_gc_sweep_runs_end_to_end_and_the_backends_agree(lm, stimuli):
     for name in ("m_x", "m_audio_source", "m_text_source", "audio_patched", "text_patched"):
         np.testing.assert_allclose(getattr(hooks, name), getattr(traced, name), atol=1e-5)
     assert hooks.layers == (1, 2, 3, 4)
-    # after the last layer neither stream feeds a scored position: both leave m(x) unchanged
-    np.testing.assert_allclose(hooks.audio_patched[:, -1], hooks.m_x, atol=1e-9)
-    np.testing.assert_allclose(hooks.text_patched[:, -1], hooks.m_x, atol=1e-9)
-    assert hooks.included.any()
+    assert hooks.audio_site.component == "lm.self_kv"  # v2: what layer l's attention reads
+    assert hooks.audio_site.positions == "audio" and hooks.text_site.positions == "context"
+    # the last layer's reads do reach the scored positions (nothing forced there) ...
+    assert np.abs(hooks.audio_patched[:, -1] - hooks.m_x).max() > 1e-4
+    assert np.abs(hooks.text_patched[:, -1] - hooks.m_x).max() > 1e-4
+    # ... while v1's residual after the last layer feeds nothing: both leave m(x) unchanged
+    v1 = lm_grounding_sweep(lm, stimuli, floor=1e-3, progress=False, streams="v1-write")
+    np.testing.assert_allclose(v1.audio_patched[:, -1], v1.m_x, atol=1e-9)
+    np.testing.assert_allclose(v1.text_patched[:, -1], v1.m_x, atol=1e-9)
     da, dt = hooks.da(), hooks.dt()
     assert np.isfinite(da).all() and np.isfinite(dt).all()
-    assert hooks.audio_site.positions == "audio" and hooks.text_site.positions == "context"
 
 
 def test_patching_a_stream_at_layer_one_from_the_base_itself_changes_nothing(lm, stimuli):
     """Sanity: x patched with its own activations is x (same positions, same values)."""
     from listenkit.analyses.grounding.audio_lm import _HookRunner, _runs
+    from listenkit.engine.site_tables import QWEN2_AUDIO_LM
 
-    runner = _HookRunner(lm)
+    runner = _HookRunner(lm, QWEN2_AUDIO_LM["lm.self_kv"])
     x, _, _ = _runs(lm, stimuli[0])
     m_x, acts = runner.source(x, [1, 2])
     for layer in (1, 2):

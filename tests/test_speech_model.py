@@ -31,10 +31,28 @@ def test_log_mel_pads_the_waveform_not_the_mel(tiny_model, speech_clips):
     assert torch.equal(mel, expected)
 
 
-def test_log_mel_trims_long_audio_to_30_seconds(tiny_model):
+def test_long_audio_is_an_error_unless_trim_is_asked_for(tiny_model):
     rng = np.random.default_rng(0)
     long = (0.1 * rng.standard_normal(40 * 16_000)).astype(np.float32)
-    assert torch.equal(tiny_model.log_mel(long), tiny_model.log_mel(long[:480_000]))
+    for call in (tiny_model.log_mel, tiny_model.transcribe):
+        with pytest.raises(AudioError, match=r"40\.0 s.*trim=True"):
+            call(long)
+    with pytest.raises(AudioError, match="trim=True"):
+        tiny_model.score(long, "text")
+    assert torch.equal(tiny_model.log_mel(long, trim=True), tiny_model.log_mel(long[:480_000]))
+
+
+def test_other_sample_rates_are_resampled_when_stated(tiny_model, speech_clips):
+    from scipy.signal import resample_poly
+
+    text, audio = speech_clips[2]
+    at_44k = np.clip(resample_poly(audio, 441, 160), -1, 1).astype(np.float32)
+    assert tiny_model.transcribe(at_44k, sample_rate=44_100) == tiny_model.transcribe(audio)
+    score_44k = tiny_model.score(at_44k, text, sample_rate=44_100)
+    assert score_44k == pytest.approx(tiny_model.score(audio, text), abs=0.5)
+    tokens = tiny_model.greedy_tokens([at_44k], sample_rate=44_100)
+    assert tokens == tiny_model.greedy_tokens([audio])
+    assert tiny_model.log_mel(at_44k, sample_rate=44_100).shape == (80, 3000)
 
 
 def test_batching_never_couples_items(tiny_model, speech_clips):
@@ -75,11 +93,23 @@ def test_transcribes_real_speech(base_model, speech_clips):
         (np.zeros(16_000, dtype=np.int16), {}, "float samples"),
         (np.zeros(0, dtype=np.float32), {}, "empty"),
         (np.array([0.1, np.nan, 0.2], dtype=np.float32), {}, "NaN or infinite"),
-        (np.zeros(22_050, dtype=np.float32), {"sample_rate": 22_050}, "16000 Hz"),
+        (np.full(16_000, 32767.0, dtype=np.float32), {}, "divide by 32768"),
+        (np.full(16_000, 1.5, dtype=np.float32), {}, r"\[-1, 1\].*peak is 1.5"),
+        (np.zeros(16_000, dtype=np.float32), {"sample_rate": 0}, "positive"),
         ([], {}, "empty batch"),
         ("not audio", {}, "numpy array"),
     ],
-    ids=["stereo", "int16", "empty", "nan", "22kHz", "empty-batch", "string"],
+    ids=[
+        "stereo",
+        "int16",
+        "empty",
+        "nan",
+        "int16-as-float",
+        "out-of-range",
+        "rate-0",
+        "empty-batch",
+        "string",
+    ],
 )
 def test_bad_audio_is_a_clear_error(tiny_model, audio, kwargs, match):
     with pytest.raises(AudioError, match=match):

@@ -161,3 +161,64 @@ def test_pocketsphinx_real_clips():
     assert sum(c.duration_s for c in clips) == pytest.approx(40, abs=5)
     assert "Carnegie Mellon" in clips[0].meta["source"]
     assert os.path.isfile(clips[0].meta["license_file"])
+
+
+def _one_set():
+    return noise_pairs(["A cached set, checked on load."], 0.0, "white", seed=5)
+
+
+def test_a_corrupted_cached_audio_file_is_rebuilt_with_a_warning(tmp_path, monkeypatch):
+    from listenkit import CacheWarning
+
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    first = _one_set()
+    audio_file = next((first.directory / "audio").glob("*.npy"))
+    clean = first[0].corrupt.audio
+    np.save(audio_file, np.zeros(4, dtype="<f4"), allow_pickle=False)  # altered on disk
+    with pytest.warns(CacheWarning, match="sha256|does not match"):
+        again = _one_set()
+    np.testing.assert_array_equal(again[0].corrupt.audio, clean)
+    assert _one_set().manifest_sha256 == first.manifest_sha256  # rebuilt once, now clean
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [(lambda text: "", "empty"), (lambda text: text.splitlines()[0] + "\n", "truncated")],
+    ids=["empty", "truncated"],
+)
+def test_empty_or_truncated_manifests_are_clear_errors_and_rebuilt(tmp_path, monkeypatch,
+                                                                    damage, match):  # fmt: skip
+    from listenkit import CacheWarning
+    from listenkit.stimuli.store import StimulusCacheError
+
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    first = _one_set()
+    manifest = first.directory / "manifest.jsonl"
+    manifest.write_text(damage(manifest.read_text()))
+    with pytest.raises(StimulusCacheError, match=match):
+        load_manifest(first.directory)
+    with pytest.warns(CacheWarning, match=match):
+        again = _one_set()
+    assert len(again) == 1 and again.manifest_sha256 == first.manifest_sha256
+
+
+def test_noisy_mixtures_stay_in_range_with_the_exact_snr(tmp_path, monkeypatch):
+
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    pairs = noise_pairs(list(textbank()[:6]), -5.0, "white", seed=1)  # loud noise
+    for p in pairs:
+        assert np.abs(p.corrupt.audio).max() <= 1.0
+        assert p.meta["measured_snr_db"] == pytest.approx(-5.0, abs=0.01)
+
+
+def test_praat_voice_pairs_are_time_aligned(tmp_path, monkeypatch):
+    from listenkit.stimuli.pairs import praat_voice_pairs
+
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    pairs = praat_voice_pairs(list(TEXTS))
+    for p in pairs:
+        assert p.clean.audio.size == p.corrupt.audio.size
+        assert p.meta["alignment"]["envelope_correlation"] > 0.9
+        assert not np.array_equal(p.clean.audio, p.corrupt.audio)
+        assert np.abs(p.corrupt.audio).max() <= 1.0
+    assert pairs.header["versions"]["praat-parselmouth"]

@@ -5,10 +5,11 @@
 - ``logit_diff``: ``m = log p(a | prefix, audio) - log p(b | prefix, audio)`` for two
   candidate continuations; multi-token spans are summed, each token conditioned on
   the span's earlier tokens.
-- ``normalized_recovery``: ``r = (m_patched - m_base) / (m_source - m_base)``; items
-  with ``|m_source - m_base| < floor`` are excluded (never divided by ~0).
-- ``grounding_coefficient``: ``gc = mean dA / (mean dA + mean dT)``, undefined (NaN)
-  where ``mean dA + mean dT < min_total``.
+- ``normalized_recovery``: ``r = (m_patched - m_base) / (m_source - m_base)`` per item;
+  the floor is signed (v2): an item is included only if ``s (m_source - m_base) >= floor``
+  with ``s`` the expected direction (+1 when the source run should score higher, as
+  clean over corrupt in denoising; -1 in noising). Never divided by ~0.
+- ``grounding_coefficient``: ``gc = dA / (dA + dT)`` (``listenkit.stats.grounding``).
 - ``wer``: word error rate on Whisper-normalised text (``listenkit.engine.wer``).
 """
 
@@ -59,14 +60,21 @@ def logit_diff_rows(
 
 
 def normalized_recovery(
-    patched: np.ndarray, base: np.ndarray, source: np.ndarray, *, floor: float
+    patched: np.ndarray,
+    base: np.ndarray,
+    source: np.ndarray,
+    *,
+    floor: float,
+    direction: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(r, included)``: ``r[i, l] = (patched[i, l] - base[i]) / (source[i] - base[i])``,
-    NaN for excluded items; ``included[i] = |source[i] - base[i]| >= floor``."""
+    NaN for excluded items; ``included[i] = direction * (source[i] - base[i]) >= floor``."""
     if floor <= 0:
         raise ValueError(f"the exclusion floor must be positive, got {floor}")
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or -1, got {direction!r}")
     gap = np.asarray(source, dtype=np.float64) - np.asarray(base, dtype=np.float64)
-    included = np.abs(gap) >= floor
+    included = direction * gap >= floor
     r = np.full(np.shape(patched), np.nan)
     r[included] = (patched[included] - base[included, None]) / gap[included, None]
     return r, included

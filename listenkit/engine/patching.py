@@ -18,7 +18,7 @@ from listenkit.engine.site_tables import OPENAI_WHISPER
 from listenkit.engine.sites import Site, SiteError
 from listenkit.models.speech_model import SpeechModel
 
-__all__ = ["BACKENDS", "run_patching"]
+__all__ = ["BACKENDS", "null_patch_deviation", "run_patching"]
 
 BACKENDS = ("hooks", "nnsight")
 
@@ -93,3 +93,28 @@ def run_patching(
         )
         for s in sites
     ]
+
+
+def null_patch_deviation(
+    model: SpeechModel,
+    items: Sequence[PatchItem],
+    sites: Sequence[Site],
+    *,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 8,
+    backend: str = "hooks",
+) -> dict[str, float]:
+    """The null check: patch each item's base run into itself at every site and layer.
+
+    Every patched metric must equal the base metric exactly (the effect is 0): a
+    restart, position or head bug shows up here, where the whole-residual patch
+    (which overwrites everything) cannot see it. Returns ``max |m_patched - m_base|``
+    in nats per site component.
+    """
+    selfish = [PatchItem(id=it.id, source=it.base, base=it.base, position_sets=it.position_sets)
+               for it in items]  # fmt: skip
+    results = run_patching(
+        model, selfish, sites, layers=layers, batch_size=batch_size, backend=backend,
+        progress=False,
+    )  # fmt: skip
+    return {r.site.component: float(np.abs(r.patched - r.base[:, None]).max()) for r in results}

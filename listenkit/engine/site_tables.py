@@ -42,6 +42,16 @@ OPENAI_WHISPER: dict[str, tuple[Access, ...]] = {
     "decoder.cross_attn_out": _a("decoder.blocks.{i}.cross_attn", "output0"),
     "decoder.self_attn_out": _a("decoder.blocks.{i}.attn", "output0"),
     "decoder.resid": _a("decoder.blocks.{i}"),
+    # the key and value projections' outputs; the hooks backend substitutes the cross-
+    # attention ones in its K/V cache (those modules do not run when the cache has them)
+    "decoder.cross_kv": (
+        Access("decoder.blocks.{i}.cross_attn.key", "output"),
+        Access("decoder.blocks.{i}.cross_attn.value", "output"),
+    ),
+    "decoder.self_kv": (
+        Access("decoder.blocks.{i}.attn.key", "output"),
+        Access("decoder.blocks.{i}.attn.value", "output"),
+    ),
 }
 
 HF_WHISPER: dict[str, tuple[Access, ...]] = {
@@ -56,6 +66,14 @@ HF_WHISPER: dict[str, tuple[Access, ...]] = {
     "decoder.cross_attn_out": _a("model.decoder.layers.{i}.encoder_attn", "output0"),
     "decoder.self_attn_out": _a("model.decoder.layers.{i}.self_attn", "output0"),
     "decoder.resid": _a("model.decoder.layers.{i}"),
+    "decoder.cross_kv": (
+        Access("model.decoder.layers.{i}.encoder_attn.k_proj", "output"),
+        Access("model.decoder.layers.{i}.encoder_attn.v_proj", "output"),
+    ),
+    "decoder.self_kv": (
+        Access("model.decoder.layers.{i}.self_attn.k_proj", "output"),
+        Access("model.decoder.layers.{i}.self_attn.v_proj", "output"),
+    ),
 }
 
 # The language model of transformers' Qwen2AudioForConditionalGeneration; positions
@@ -64,6 +82,12 @@ QWEN2_AUDIO_LM: dict[str, tuple[Access, ...]] = {
     "lm.resid": _a("model.language_model.layers.{i}"),
     "lm.attn_out": _a("model.language_model.layers.{i}.self_attn", "output0"),
     "lm.mlp_out": _a("model.language_model.layers.{i}.mlp"),
+    # k_proj/v_proj outputs before the rotary embedding, which depends on the position
+    # only: patching them at a position equals patching the rotated keys there
+    "lm.self_kv": (
+        Access("model.language_model.layers.{i}.self_attn.k_proj", "output"),
+        Access("model.language_model.layers.{i}.self_attn.v_proj", "output"),
+    ),
 }
 
 

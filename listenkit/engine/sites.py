@@ -26,9 +26,15 @@ COMPONENTS: dict[str, str] = {
     "decoder.cross_attn_out": "cross-attention sublayer output of decoder block l",
     "decoder.self_attn_out": "self-attention sublayer output of decoder block l",
     "decoder.resid": "residual stream after decoder block l",
+    "decoder.cross_kv": "keys and values decoder block l's cross-attention reads (the audio, "
+    "as block l sees it); queries stay the base run's",
+    "decoder.self_kv": "keys and values decoder block l's self-attention reads (at positions: "
+    "e.g. the prompt); queries stay the base run's",
     "lm.resid": "residual stream after language-model layer l (audio LMs: Qwen2-Audio)",
     "lm.attn_out": "self-attention output of language-model layer l (audio LMs)",
     "lm.mlp_out": "MLP output of language-model layer l (audio LMs)",
+    "lm.self_kv": "keys and values language-model layer l's self-attention reads (at "
+    "positions: audio tokens or text context; audio LMs)",
 }
 
 
@@ -60,6 +66,9 @@ class Site:
             raise SiteError("encoder.head needs heads=(h, ...) (0-based head indices)")
         if self.component != "encoder.head" and self.heads is not None:
             raise SiteError(f"heads= only applies to encoder.head, not {self.component}")
+        if self.component == "decoder.cross_kv" and self.positions is not None:
+            raise SiteError("decoder.cross_kv patches every audio frame's key and value; "
+                            "positions= is not supported")  # fmt: skip
         if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 1):
             raise SiteError(f"layers are numbered from 1, got {self.layer!r}")
 

@@ -21,6 +21,7 @@ from listenkit.models.audio import MODEL_SAMPLE_RATE, as_waveform_batch
 __all__ = ["SpeechModel"]
 
 AudioInput = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
+WINDOW_SECONDS = 30.0  # Whisper's input window
 
 
 class SpeechModel:
@@ -79,14 +80,30 @@ class SpeechModel:
 
     # -- front end ---------------------------------------------------------------
 
-    def log_mel(self, audio: AudioInput, *, sample_rate: int = MODEL_SAMPLE_RATE) -> torch.Tensor:
+    def waveforms(
+        self, audio: AudioInput, *, sample_rate: int = MODEL_SAMPLE_RATE, trim: bool = False
+    ) -> tuple[list[np.ndarray], bool]:
+        """Checked 16 kHz waveforms ``(list, single)``: audio at another ``sample_rate`` is
+        resampled; audio longer than 30 s is an ``AudioError`` unless ``trim=True`` (then
+        only its first 30 s are heard)."""
+        return as_waveform_batch(
+            audio,
+            sample_rate=sample_rate,
+            resample_to_model_rate=True,
+            max_seconds=None if trim else WINDOW_SECONDS,
+        )
+
+    def log_mel(
+        self, audio: AudioInput, *, sample_rate: int = MODEL_SAMPLE_RATE, trim: bool = False
+    ) -> torch.Tensor:
         """Log-mel spectrogram: ``[n_mels, 3000]`` per waveform, ``[B, n_mels, 3000]`` for a list.
 
-        Each waveform is padded with zeros or trimmed to 30 s first; the mel of each
-        item is computed on its own (openai-whisper's clamp to ``max - 8`` is per
-        spectrogram, so batching never couples items).
+        Each waveform is padded with zeros to 30 s first (longer audio: an error unless
+        ``trim=True``); the mel of each item is computed on its own (openai-whisper's
+        clamp to ``max - 8`` is per spectrogram, so batching never couples items).
+        ``sample_rate``: of ``audio``, in Hz (16 kHz by default; others are resampled).
         """
-        waves, single = as_waveform_batch(audio, sample_rate=sample_rate)
+        waves, single = self.waveforms(audio, sample_rate=sample_rate, trim=trim)
         mels = [
             whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.tensor(w)), n_mels=self.n_mels)
             for w in waves
@@ -118,11 +135,19 @@ class SpeechModel:
     # -- decoding ----------------------------------------------------------------
 
     @torch.inference_mode()
-    def greedy_tokens(self, audio: AudioInput, *, max_tokens: int = 224) -> list[list[int]]:
-        """Greedy transcript tokens (no start sequence, no end-of-text) per waveform."""
-        waves, _ = as_waveform_batch(audio)
+    def greedy_tokens(
+        self,
+        audio: AudioInput,
+        *,
+        max_tokens: int = 224,
+        sample_rate: int = MODEL_SAMPLE_RATE,
+        trim: bool = False,
+    ) -> list[list[int]]:
+        """Greedy transcript tokens (no start sequence, no end-of-text) per waveform.
+        ``sample_rate`` and ``trim`` as in ``log_mel``."""
+        waves, _ = self.waveforms(audio, sample_rate=sample_rate, trim=trim)
         return self.greedy_tokens_from_features(
-            self.encode(self.log_mel(waves)), max_tokens=max_tokens
+            self.encode(self.log_mel(waves, trim=trim)), max_tokens=max_tokens
         )
 
     @torch.inference_mode()
@@ -154,10 +179,19 @@ class SpeechModel:
         out = torch.stack(generated, dim=1).tolist()
         return [row[: row.index(eot)] if eot in row else row for row in out]
 
-    def transcribe(self, audio: AudioInput, *, max_tokens: int = 224) -> str | list[str]:
-        """Greedy transcript: a string for one waveform, a list for a batch."""
-        waves, single = as_waveform_batch(audio)
-        texts = [self.decode_tokens(t) for t in self.greedy_tokens(waves, max_tokens=max_tokens)]
+    def transcribe(
+        self,
+        audio: AudioInput,
+        *,
+        max_tokens: int = 224,
+        sample_rate: int = MODEL_SAMPLE_RATE,
+        trim: bool = False,
+    ) -> str | list[str]:
+        """Greedy transcript: a string for one waveform, a list for a batch. ``sample_rate``
+        (Hz, default 16 kHz; others are resampled) and ``trim`` as in ``log_mel``."""
+        waves, single = self.waveforms(audio, sample_rate=sample_rate, trim=trim)
+        tokens = self.greedy_tokens(waves, max_tokens=max_tokens, trim=trim)
+        texts = [self.decode_tokens(t) for t in tokens]
         return texts[0] if single else texts
 
     # -- scoring -----------------------------------------------------------------
@@ -212,25 +246,39 @@ class SpeechModel:
         ]
 
     def token_logprobs(
-        self, audio: AudioInput, text: str | Sequence[str]
+        self,
+        audio: AudioInput,
+        text: str | Sequence[str],
+        *,
+        sample_rate: int = MODEL_SAMPLE_RATE,
+        trim: bool = False,
     ) -> np.ndarray | list[np.ndarray]:
-        """Per-token log-probs of ``text`` (transcript tokens then end-of-text), in nats."""
-        waves, single = as_waveform_batch(audio)
+        """Per-token log-probs of ``text`` (transcript tokens then end-of-text), in nats.
+        ``sample_rate`` and ``trim`` as in ``log_mel``."""
+        waves, single = self.waveforms(audio, sample_rate=sample_rate, trim=trim)
         texts = [text] if isinstance(text, str) else list(text)
         if len(texts) != len(waves):
             raise ValueError(f"{len(waves)} waveforms but {len(texts)} texts")
-        features = self.encode(self.log_mel(waves))
+        features = self.encode(self.log_mel(waves, trim=trim))
         with torch.inference_mode():
             values = self.token_logprobs_from_features(
                 features, [self.text_tokens(t) for t in texts]
             )
         return values[0] if single else values
 
-    def score(self, audio: AudioInput, text: str | Sequence[str]) -> float | list[float]:
+    def score(
+        self,
+        audio: AudioInput,
+        text: str | Sequence[str],
+        *,
+        sample_rate: int = MODEL_SAMPLE_RATE,
+        trim: bool = False,
+    ) -> float | list[float]:
         """Teacher-forced sum log-prob (nats) of ``text``'s tokens plus end-of-text:
         ``sum_t log p(y_t | y_<t, audio)`` over the transcript tokens and the final EOT.
+        ``sample_rate`` and ``trim`` as in ``log_mel``.
         """
-        values = self.token_logprobs(audio, text)
+        values = self.token_logprobs(audio, text, sample_rate=sample_rate, trim=trim)
         if isinstance(values, np.ndarray):
             return float(values.sum())
         return [float(v.sum()) for v in values]

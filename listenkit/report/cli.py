@@ -1,4 +1,4 @@
-"""Command line: ``listenkit sweep ...`` and ``listenkit gc ...`` for work outside pytest.
+"""Command line: ``listenkit sweep``, ``listenkit gc`` and ``listenkit report``.
 
     listenkit sweep --model whisper-base --family noise --site encoder.attn_out --out DIR
 
@@ -9,6 +9,11 @@ writes ``DIR/sweep.csv`` (per stimulus and layer), ``DIR/sweep.json``,
 
 writes ``DIR/gc.json`` (per-stimulus margins of every run), ``DIR/gc_curve.csv``
 (dA, dT and gc per decoder layer with 95% CIs; empty gc = undefined) and ``DIR/gc.png``.
+
+    listenkit report reports/verdicts.json --markdown
+    listenkit report OLD/verdicts.json NEW/verdicts.json --compare
+
+print the verdict matrix as Markdown, or the cells whose verdict changed.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from listenkit.analyses.grounding.margins import text_dominance_ratio
 from listenkit.analyses.grounding.whisper import grounding_sweep
 from listenkit.engine.site_tables import OPENAI_WHISPER
 from listenkit.report.evidence import write_json_atomic
+from listenkit.report.ledger_table import compare_ledgers, load_ledger, markdown_matrix
 from listenkit.report.plots import plot_grounding, plot_layer_claim
 from listenkit.stats.grounding import bootstrap_grounding
 from listenkit.stimuli.families import (
     CONFLICT_FAMILIES,
     DEFAULT_FAMILIES,
+    UNALIGNED_FAMILIES,
     conflict_family,
     family_pairs,
 )
@@ -49,7 +56,14 @@ def _sweep_command(args: argparse.Namespace) -> int:
         floor=args.floor,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        allow_unaligned=args.family in UNALIGNED_FAMILIES,
     )
+    if args.family in UNALIGNED_FAMILIES:
+        print(
+            f"{args.family}: clean and corrupt are not time-aligned; frames of different "
+            "speech are spliced (exploratory, not a result)",
+            file=sys.stderr,
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result.to_csv(out / "sweep.csv")
@@ -85,8 +99,9 @@ def _gc_command(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     result = grounding_sweep(
-        model, stimuli, floor=args.floor, batch_size=args.batch_size, progress=not args.quiet
-    )
+        model, stimuli, floor=args.floor, batch_size=args.batch_size, progress=not args.quiet,
+        streams=args.streams,
+    )  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "gc.json", result.to_dict() | {"exclusions": result.exclusions()})
@@ -95,8 +110,9 @@ def _gc_command(args: argparse.Namespace) -> int:
         print(f"all {len(result.ids)} stimuli excluded by the floors; no curve", file=sys.stderr)
         return 1
     curves = bootstrap_grounding(
-        result.da(), result.dt(), result.layers,
+        result.da_ratio(), result.dt_ratio(), result.layers,
         rng=np.random.default_rng(args.seed), n_resamples=args.resamples,
+        positive_part=True,
     )  # fmt: skip
     rows = []
     for r in curves.to_records():
@@ -120,6 +136,22 @@ def _gc_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_command(args: argparse.Namespace) -> int:
+    ledgers = [load_ledger(path) for path in args.ledgers]
+    if args.compare:
+        if len(ledgers) != 2:
+            print("--compare needs two ledgers: OLD NEW", file=sys.stderr)
+            return 2
+        changed = compare_ledgers(*ledgers)
+        print("\n".join(changed) if changed else "no verdict changed")
+        return 0
+    if len(ledgers) != 1:
+        print("--markdown takes one ledger", file=sys.stderr)
+        return 2
+    print(markdown_matrix(ledgers[0]), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="listenkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     gc = sub.add_parser("gc", help="grounding coefficient per decoder layer on conflicts")
     gc.add_argument("--model", default="whisper-base")
     gc.add_argument("--family", choices=sorted(CONFLICT_FAMILIES), default="conflict")
+    gc.add_argument(
+        "--streams", choices=("read", "v1-write"), default="read",
+        help="read (v2: the keys and values block l's attention reads) or v1-write",
+    )  # fmt: skip
     gc.add_argument("--per-flip-type", type=int, default=10, help="stimuli per flip type")
     gc.add_argument("--out", required=True, help="output directory")
     gc.add_argument("--floor", type=float, default=1.0, help="exclusion floors (nats)")
@@ -146,7 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_argument("--resamples", type=int, default=10_000)
     gc.add_argument("--batch-size", type=int, default=8)
     gc.add_argument("--quiet", action="store_true", help="no progress bar")
+    report = sub.add_parser(
+        "report", help="the verdict ledger as a Markdown matrix, or what changed between two"
+    )
+    report.add_argument(
+        "ledgers", nargs="+", help="verdicts.json (or its folder); two with --compare"
+    )
+    report.add_argument("--markdown", action="store_true", help="print the verdict matrix")
+    report.add_argument("--compare", action="store_true", help="list verdicts that changed")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return _report_command(args)
     if args.command == "sweep":
         return _sweep_command(args)
     if args.command == "gc":

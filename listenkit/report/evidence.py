@@ -9,8 +9,16 @@ Layout under the evidence directory (default ``reports/``)::
     claims.html                              pytest-html report (self-contained)
 
 Verdicts: ``supported`` (the claim's test passed), ``not supported`` (its assertion
-failed: a finding), ``error`` (anything else: broken machinery or data), ``skipped``
-(with the reason, e.g. weights not supplied); secondary analyses are ``reported``.
+failed: a finding), ``inconclusive`` (a pre-registered minimum was not met or the
+statistic is undefined; the test is an xfail with the reason), ``error`` (anything
+else: broken machinery or data), ``skipped`` (with the reason, e.g. weights not
+supplied); secondary analyses are ``reported``.
+
+Multiplicity (pre-registration v2): a claim whose entries carry ``p_raw`` and
+``multiplicity = "holm"`` is judged on Holm-adjusted p-values across its cells in
+the run (``apply_holm``, when the ledger is collected): ``verdict`` is then
+``supported`` iff ``p_holm < alpha``; ``verdict_before_holm`` keeps the test's own
+outcome (raw p).
 """
 
 from __future__ import annotations
@@ -27,8 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from listenkit.stats.significance import holm
+
 __all__ = [
     "VERDICTS",
+    "apply_holm",
     "collect_ledger",
     "environment",
     "evidence_dir_for",
@@ -37,7 +48,7 @@ __all__ = [
     "write_ledger_entry",
 ]
 
-VERDICTS = ("supported", "not supported", "error", "skipped", "reported")
+VERDICTS = ("supported", "not supported", "inconclusive", "error", "skipped", "reported")
 
 
 def _plain(value: Any) -> Any:
@@ -93,15 +104,42 @@ def write_ledger_entry(root: str | Path, entry: Mapping[str, Any]) -> Path:
     return write_json_atomic(Path(root) / ".ledger" / f"{name}.json", entry)
 
 
-def collect_ledger(root: str | Path, *, profile: str) -> dict[str, Any]:
-    """Gather the per-test entries into ``verdicts.json`` content (sorted, no timings)."""
+def apply_holm(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Holm across the cells of each p-value claim (entries with ``p_raw`` and
+    ``multiplicity == "holm"`` whose test gave a p-value: supported or not supported).
+
+    Sets ``p_holm``, ``holm_cells`` (the family size), ``observed = p_holm`` and the
+    verdict ``supported`` iff ``p_holm < alpha``; ``verdict_before_holm`` keeps the
+    raw-p verdict. Other entries are returned unchanged."""
+    families: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        if e.get("multiplicity") == "holm" and e.get("verdict") in ("supported", "not supported"):
+            families.setdefault(e["claim"], []).append(e)
+    for cells in families.values():
+        adjusted = holm([float(e["p_raw"]) for e in cells])
+        for e, p in zip(cells, adjusted, strict=True):
+            e["verdict_before_holm"] = e["verdict"]
+            e["p_holm"] = round(float(p), 6)
+            e["holm_cells"] = len(cells)
+            e["observed"] = e["p_holm"]
+            e["verdict"] = "supported" if p < float(e["alpha"]) else "not supported"
+    return entries
+
+
+def collect_ledger(
+    root: str | Path, *, profile: str, preregistration_version: int | None = None
+) -> dict[str, Any]:
+    """Gather the per-test entries into ``verdicts.json`` content (sorted, no timings),
+    with Holm applied across the cells of each p-value claim."""
     entries = [json.loads(p.read_text()) for p in sorted((Path(root) / ".ledger").glob("*.json"))]
     for entry in entries:
         entry.pop("wall_time_s", None)
     entries.sort(key=_entry_key)
+    apply_holm(entries)
     return {
         "profile": profile,
         "underpowered": profile == "smoke",
+        "preregistration_version": preregistration_version,
         "claims": [e for e in entries if e["kind"] == "claim"],
         "secondary": [e for e in entries if e["kind"] == "secondary"],
     }
@@ -121,9 +159,12 @@ def validate_ledger(
             continue
         if entry["verdict"] == "error":
             problems.append(f"{key}: error: {entry.get('message', '')}")
-        if entry["verdict"] in ("supported", "not supported"):
+        if entry["verdict"] in ("supported", "not supported", "inconclusive"):
             folder = evidence_dir_for(root, *key)
-            for name in ("evidence.json", "plot.png"):
+            needed = ["evidence.json"] + (
+                ["plot.png"] if entry["verdict"] != "inconclusive" else []
+            )
+            for name in needed:
                 if not (folder / name).is_file():
                     problems.append(f"{key}: missing {folder / name}")
     for entry in ledger.get("secondary", []):

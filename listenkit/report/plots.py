@@ -27,8 +27,11 @@ def plot_layer_claim(
     ylabel: str = "normalised recovery",
     extra_curves: dict[str, Curve] | None = None,
     reference_line: float | None = None,
+    per_stimulus: np.ndarray | None = None,
 ) -> Path:
-    """Curve with CI band, claimed region shaded, L* marked; histogram of bootstrap L*."""
+    """Curve with CI band, claimed region shaded, L* marked; histogram of bootstrap L*.
+    ``per_stimulus`` ([stimuli, layers]) is drawn as faint lines behind the curve (the
+    y range follows their 5-95% quantiles, so a few extreme stimuli do not flatten it)."""
     panels = 2 if l_star_samples is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.6), squeeze=False)
     ax = axes[0, 0]
@@ -36,8 +39,16 @@ def plot_layer_claim(
     if region:
         lo, hi = min(region), max(region)
         ax.axvspan(lo - 0.5, hi + 0.5, color="tab:green", alpha=0.12, label="claimed region")
+    if per_stimulus is not None and len(per_stimulus):
+        per_stimulus = np.asarray(per_stimulus, dtype=float)
+        ax.plot(layers, per_stimulus.T, color="grey", alpha=0.15, lw=0.6)
+        ax.plot([], [], color="grey", alpha=0.5, lw=0.6, label="per stimulus")
+        lo = min(np.quantile(per_stimulus, 0.05), float(np.min(curve.low)))
+        hi = max(np.quantile(per_stimulus, 0.95), float(np.max(curve.high)))
+        pad = 0.1 * (hi - lo or 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
     ax.fill_between(layers, curve.low, curve.high, color="tab:blue", alpha=0.25, label="95% CI")
-    ax.plot(layers, curve.mean, "o-", color="tab:blue", label="mean")
+    ax.plot(layers, curve.mean, "o-", color="tab:blue", label="E(l)")
     for name, other in (extra_curves or {}).items():
         ax.plot(other.layers, other.mean, "s--", alpha=0.7, label=name)
     if reference_line is not None:
@@ -136,7 +147,7 @@ def plot_grounding(
     ax.plot(layers, gc, "o-", color="tab:purple", label="gc")
     if (~defined).any():
         ax.plot(layers[~defined], np.zeros((~defined).sum()), "x", color="black", ms=9,
-                label="undefined (mean dA + mean dT < min)")  # fmt: skip
+                label="undefined (denominator < min)")  # fmt: skip
     if curves.l_star:
         ax.axvline(curves.l_star, color="tab:red", ls=":", label=f"l* = {curves.l_star}")
     ax.set_xticks(layers)

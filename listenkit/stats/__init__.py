@@ -23,7 +23,12 @@ from listenkit.stats.peaks import (
     probability_in,
 )
 from listenkit.stats.ratio import RatioOfMeans, as_ratio
-from listenkit.stats.resampling import nan_argmax, percentile_interval, resample_counts
+from listenkit.stats.resampling import (
+    nan_argmax,
+    percentile_interval,
+    resample_counts,
+    seeded_generator,
+)
 from listenkit.stats.sharpness import cross_fitted_sharpness, max_t_lower_bounds, split_halves
 from listenkit.stats.significance import holm, permutation_test_head_set
 
@@ -53,5 +58,6 @@ __all__ = [
     "probability_in",
     "resample_counts",
     "resampled_means",
+    "seeded_generator",
     "split_halves",
 ]

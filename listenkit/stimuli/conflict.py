@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from listenkit.stimuli.noise import make_noise, mix_at_snr, speech_span
+from listenkit.stimuli.noise import fit_to_unit_range, make_noise, mix_at_snr, speech_span
 from listenkit.stimuli.store import StimulusSet, cached_stimulus_set
 from listenkit.stimuli.tts import get_voice
 from listenkit.stimuli.types import FLIP_TYPES, ConflictStimulus, Question, Utterance
@@ -326,11 +326,13 @@ def noisy_conflicts(
                 raise ValueError(f"stimulus {s.stimulus_id!r} has no {role}")
             rng = np.random.default_rng([int(seed), i, 0 if role == "ref_audio" else 1])
             span = speech_span(utt.audio)
-            mixed, measured = mix_at_snr(
+            mixture, measured = mix_at_snr(
                 utt.audio, make_noise(noise, utt.audio.size, rng), snr_db, span=span
             )
+            mixed, level = fit_to_unit_range(mixture)
             meta = dict(utt.meta) | {"noise": noise, "snr_db": float(snr_db)}
             meta["measured_snr_db"] = round(measured, 6)
+            meta["mixture_level"] = round(level, 6)
             noisy[role] = Utterance(id=utt.id, text=utt.text, audio=mixed, meta=meta)
         meta = dict(s.meta) | {"noise": {"kind": noise, "snr_db": float(snr_db), "seed": seed}}
         out.append(replace(s, meta=meta, **noisy))

@@ -1,7 +1,8 @@
 """Stimulus families: named recipes for minimal-pair and conflict sets.
 
-A pair-family spec is a mapping with ``generator`` (``noise_pairs``, ``voice_pairs``
-or ``speed_pairs``) and that generator's parameters; a conflict-family spec has
+A pair-family spec is a mapping with ``generator`` (``noise_pairs``,
+``praat_voice_pairs``, ``voice_pairs`` or ``speed_pairs``) and that generator's
+parameters; a conflict-family spec has
 ``voice`` and optionally ``noise`` and ``snr_db`` (added to every audio of the set).
 ``DEFAULT_FAMILIES`` and ``CONFLICT_FAMILIES`` are the ones the claims suite
 pre-registers (``claims/preregistration.toml``).
@@ -13,17 +14,31 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from listenkit.stimuli.conflict import conflict_stimuli, noisy_conflicts
-from listenkit.stimuli.pairs import noise_pairs, speed_pairs, voice_pairs
+from listenkit.stimuli.pairs import noise_pairs, praat_voice_pairs, speed_pairs, voice_pairs
 from listenkit.stimuli.store import StimulusSet
 from listenkit.stimuli.textbank import textbank
 from listenkit.stimuli.types import ConflictStimulus
 
-__all__ = ["CONFLICT_FAMILIES", "DEFAULT_FAMILIES", "conflict_family", "family_pairs"]
+__all__ = [
+    "CONFLICT_FAMILIES",
+    "DEFAULT_FAMILIES",
+    "UNALIGNED_FAMILIES",
+    "conflict_family",
+    "family_pairs",
+]
 
 DEFAULT_FAMILIES: dict[str, dict[str, Any]] = {
     "noise": {"generator": "noise_pairs", "noise": "white", "snr_db": 0.0, "voice": "piper:joe"},
-    "voice": {"generator": "voice_pairs", "voice_a": "piper:joe", "voice_b": "flite:slt"},
+    "voice": {
+        "generator": "praat_voice_pairs",
+        "voice": "piper:joe",
+        "formant_shift_ratio": 1.2,
+        "new_pitch_median": 200.0,
+        "pitch_range_factor": 1.0,
+    },
+    "voice-unaligned": {"generator": "voice_pairs", "voice_a": "piper:joe", "voice_b": "flite:slt"},
 }
+UNALIGNED_FAMILIES = ("voice-unaligned",)  # exploratory: patched frames hold other speech
 
 CONFLICT_FAMILIES: dict[str, dict[str, Any]] = {
     "conflict": {"voice": "piper:joe"},
@@ -42,6 +57,14 @@ def family_pairs(spec: Mapping[str, Any], n: int, *, seed: int) -> StimulusSet:
         return noise_pairs(texts, spec["snr_db"], spec["noise"], seed, voice=spec["voice"])
     if generator == "voice_pairs":
         return voice_pairs(texts, spec["voice_a"], spec["voice_b"])
+    if generator == "praat_voice_pairs":
+        return praat_voice_pairs(
+            texts,
+            voice=spec["voice"],
+            formant_shift_ratio=spec["formant_shift_ratio"],
+            new_pitch_median=spec["new_pitch_median"],
+            pitch_range_factor=spec["pitch_range_factor"],
+        )
     if generator == "speed_pairs":
         return speed_pairs(texts, spec["factor"])
     raise ValueError(f"unknown generator {generator!r}")

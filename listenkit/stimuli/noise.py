@@ -21,6 +21,7 @@ from listenkit.models.audio import AudioError, as_waveform
 __all__ = [
     "NOISE_KINDS",
     "babble_noise",
+    "fit_to_unit_range",
     "make_noise",
     "measure_snr",
     "mix_at_snr",
@@ -113,7 +114,8 @@ def mix_at_snr(
 
     ``g = sqrt(P_speech / (P_noise * 10^(snr_db / 10)))``. Returns the float32 mixture
     and the SNR measured on the stored float32 components. No clipping is applied
-    (it would change the SNR); the mixture may exceed [-1, 1] at very low SNR.
+    (it would change the SNR); the mixture may exceed [-1, 1] at low SNR: the stimulus
+    generators then scale it as a whole (``fit_to_unit_range``), which keeps the SNR.
     """
     speech = as_waveform(speech, what="speech")
     if noise.shape != speech.shape:
@@ -129,3 +131,11 @@ def mix_at_snr(
     mixture = (speech.astype(np.float64) + scaled).astype(np.float32)
     measured = measure_snr(speech, mixture.astype(np.float64) - speech, span)
     return mixture, measured
+
+
+def fit_to_unit_range(mixture: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(level * mixture, level)`` with ``level = min(1, 1 / peak)``: a mixture scaled as
+    a whole into [-1, 1] (its SNR does not change; nothing is clipped)."""
+    mixture = np.asarray(mixture, dtype=np.float64)
+    level = min(1.0, 1.0 / float(np.abs(mixture).max()))
+    return np.clip(level * mixture, -1.0, 1.0).astype(np.float32), level

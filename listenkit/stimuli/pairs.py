@@ -1,7 +1,10 @@
 """Minimal-pair generators: the same text, one attribute changed.
 
 - ``noise_pairs``: clean TTS vs the same audio plus seeded noise at an exact SNR.
-- ``voice_pairs``: one voice vs another (accent / speaker).
+- ``voice_pairs``: one voice vs another (accent / speaker); different timing, so
+  frame-by-frame patching splices frames of different speech (unaligned).
+- ``praat_voice_pairs``: one Piper utterance vs the same utterance with another
+  speaker's formants and pitch imposed by Praat at identical timing (aligned).
 - ``speed_pairs``: Piper at its natural rate vs resynthesised ``factor`` times faster
   (``length_scale = 1 / factor``).
 
@@ -19,12 +22,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from listenkit._version import __version__
-from listenkit.stimuli.noise import NOISE_KINDS, make_noise, mix_at_snr, speech_span
+from listenkit.stimuli.noise import (
+    NOISE_KINDS,
+    fit_to_unit_range,
+    make_noise,
+    mix_at_snr,
+    speech_span,
+)
 from listenkit.stimuli.store import StimulusSet, cached_stimulus_set
 from listenkit.stimuli.tts import PiperVoice, get_voice
 from listenkit.stimuli.types import Pair, Utterance
 
-__all__ = ["noise_pairs", "speed_pairs", "voice_pairs"]
+__all__ = ["noise_pairs", "praat_voice_pairs", "speed_pairs", "voice_pairs"]
 
 DEFAULT_VOICE = "piper:joe"
 
@@ -93,9 +102,10 @@ def noise_pairs(
             clean = tts.synthesize(text)
             rng = np.random.default_rng([int(seed), i])
             span = speech_span(clean)
-            corrupt, measured = mix_at_snr(
+            mixture, measured = mix_at_snr(
                 clean, make_noise(noise, clean.size, rng, babble_clips=clips), snr_db, span=span
             )
+            corrupt, level = fit_to_unit_range(mixture)
             pid = f"noise-{noise}-{snr_db:g}dB/{i:04d}"
             pairs.append(
                 Pair(
@@ -116,6 +126,7 @@ def noise_pairs(
                         "seed": [int(seed), i],
                         "speech_span": [span.start, span.stop],
                         "measured_snr_db": round(measured, 6),
+                        "mixture_level": round(level, 6),
                     },
                 )
             )
@@ -159,6 +170,71 @@ def voice_pairs(texts: Sequence[str], voice_a: str, voice_b: str) -> StimulusSet
         return pairs, {"versions": _versions(a, b)}
 
     return cached_stimulus_set("voice_pairs", params, build)
+
+
+def praat_voice_pairs(
+    texts: Sequence[str],
+    *,
+    voice: str = DEFAULT_VOICE,
+    formant_shift_ratio: float = 1.2,
+    new_pitch_median: float = 200.0,
+    pitch_range_factor: float = 1.0,
+) -> StimulusSet:
+    """``voice`` (clean) vs the same audio with Praat's "Change gender" (formants times
+    ``formant_shift_ratio``, pitch median ``new_pitch_median`` Hz, range times
+    ``pitch_range_factor``, duration factor 1; ``listenkit.stimuli.prosody``).
+
+    Both utterances have exactly the same length; each pair's meta records the
+    alignment check (equal lengths, correlation of the 20-ms RMS envelopes)."""
+    from listenkit.stimuli.prosody import change_voice, envelope_correlation
+
+    texts = _check_texts(texts)
+    params = {
+        "texts": texts,
+        "voice": voice,
+        "formant_shift_ratio": float(formant_shift_ratio),
+        "new_pitch_median": float(new_pitch_median),
+        "pitch_range_factor": float(pitch_range_factor),
+    }
+    change = {k: v for k, v in params.items() if k not in ("texts", "voice")}
+
+    def build():
+        import parselmouth
+
+        tts = _voice(voice)
+        pairs = []
+        for i, text in enumerate(texts):
+            clean = tts.synthesize(text)
+            corrupt = change_voice(clean, **change)
+            pid = f"praat-voice-f{formant_shift_ratio:g}-p{new_pitch_median:g}/{i:04d}"
+            pairs.append(
+                Pair(
+                    id=pid,
+                    attribute="voice",
+                    level=f"praat:f{formant_shift_ratio:g},p{new_pitch_median:g}",
+                    clean=Utterance(
+                        id=f"{pid}/clean", text=text, audio=clean, meta={"voice": voice}
+                    ),
+                    corrupt=Utterance(
+                        id=f"{pid}/corrupt",
+                        text=text,
+                        audio=corrupt,
+                        meta={"voice": voice, "praat_change_gender": change},
+                    ),
+                    meta={
+                        "generator": "praat_voice_pairs",
+                        "alignment": {
+                            "samples_clean": int(clean.size),
+                            "samples_corrupt": int(corrupt.size),
+                            "envelope_correlation": round(envelope_correlation(clean, corrupt), 6),
+                        },
+                    },
+                )
+            )
+        versions = _versions(tts) | {"praat-parselmouth": parselmouth.__version__}
+        return pairs, {"versions": versions}
+
+    return cached_stimulus_set("praat_voice_pairs", params, build)
 
 
 def speed_pairs(texts: Sequence[str], factor: float) -> StimulusSet:

@@ -1,9 +1,12 @@
 """The grounding coefficient on an audio language model (Qwen2-Audio).
 
-Same interventions and formulas as ``listenkit.analyses.grounding.whisper`` (Whisper), with the
-text channel in the user turn (``AudioLM.build``) and both streams read from the
-language model's residual stream after layer ``l`` (``lm.resid``): the audio stream
-at the audio-token positions, the text stream at the text-context positions.
+Same interventions and formulas as ``listenkit.analyses.grounding.whisper`` (Whisper),
+with the text channel in the user turn (``AudioLM.build``). A stream at layer ``l``
+is what layer ``l``'s self-attention reads from that stream's positions
+(``streams="read"``, pre-registration v2: ``lm.self_kv``, the key and value
+projections): the audio stream at the audio-token positions, the text stream at the
+text-context positions. ``streams="v1-write"`` is v1's residual after layer ``l``
+(``lm.resid``) at the same positions, kept for comparison.
 
 For each stimulus the two clips are padded with silence to the longer one's length so
 that x and x_a have the same number of audio tokens, and the two texts must have the
@@ -22,7 +25,7 @@ from tqdm.auto import tqdm
 
 from listenkit.analyses.grounding.whisper import GroundingSweep
 from listenkit.engine.hooks import capture, patched
-from listenkit.engine.site_tables import QWEN2_AUDIO_LM
+from listenkit.engine.site_tables import QWEN2_AUDIO_LM, Access
 from listenkit.engine.sites import Site
 from listenkit.models.qwen2_audio import AudioLM, LMInput
 from listenkit.stimuli.conflict import align_flip
@@ -30,7 +33,7 @@ from listenkit.stimuli.types import ConflictStimulus
 
 __all__ = ["RemoteUnavailableError", "check_remote_available", "lm_grounding_sweep"]
 
-RESID = QWEN2_AUDIO_LM["lm.resid"]
+STREAM_COMPONENTS = {"read": "lm.self_kv", "v1-write": "lm.resid"}
 NDIF_REPO_ID = "Qwen/Qwen2-Audio-7B-Instruct"
 
 
@@ -57,24 +60,26 @@ def _runs(lm: AudioLM, s: ConflictStimulus) -> tuple[LMInput, LMInput, LMInput]:
 
 
 class _HookRunner:
-    def __init__(self, lm: AudioLM) -> None:
+    def __init__(self, lm: AudioLM, accesses: tuple[Access, ...]) -> None:
         self.lm = lm
+        self.accesses = accesses
 
     @torch.inference_mode()
     def source(self, run: LMInput, layers: Sequence[int]) -> tuple[float, dict]:
         store: dict = {}
-        with capture(self.lm.module, RESID, layers, store):
+        with capture(self.lm.module, self.accesses, layers, store):
             logits = self.lm.module(**self.lm.forward_kwargs(run)).logits
-        return AudioLM.metric(logits, run), {layer: store[(layer, 0)] for layer in layers}
+        values = {layer: [store[(layer, k)] for k in range(len(self.accesses))] for layer in layers}
+        return AudioLM.metric(logits, run), values
 
     @torch.inference_mode()
     def base(self, run: LMInput) -> float:
         return AudioLM.metric(self.lm.module(**self.lm.forward_kwargs(run)).logits, run)
 
     @torch.inference_mode()
-    def patched(self, run: LMInput, layer: int, value: torch.Tensor, positions) -> float:
+    def patched(self, run: LMInput, layer: int, values: list, positions) -> float:
         index = torch.tensor(positions, dtype=torch.long)
-        with patched(self.lm.module, RESID, layer, [value], positions=index):
+        with patched(self.lm.module, self.accesses, layer, values, positions=index):
             logits = self.lm.module(**self.lm.forward_kwargs(run)).logits
         return AudioLM.metric(logits, run)
 
@@ -82,8 +87,11 @@ class _HookRunner:
 class _NNsightRunner:
     """The same runs as nnsight traces (locally, or on NDIF with ``remote=True``)."""
 
-    def __init__(self, lm: AudioLM, *, remote: bool, repo_id: str) -> None:
+    def __init__(
+        self, lm: AudioLM, accesses: tuple[Access, ...], *, remote: bool, repo_id: str
+    ) -> None:
         self.lm = lm
+        self.accesses = accesses
         self.remote = remote
         if not remote:
             from nnsight import NNsight
@@ -100,8 +108,11 @@ class _NNsightRunner:
                 f"cannot set up NDIF remote execution for {repo_id!r}: {err}"
             ) from err
 
-    def _layer(self, layer: int):
-        return self.traced.model.language_model.layers[layer - 1]
+    def _envoy(self, access: Access, layer: int):
+        node = self.traced
+        for part in access.path.format(i=layer - 1).split("."):
+            node = node[int(part)] if part.isdigit() else getattr(node, part)
+        return node
 
     def _trace(self, run: LMInput):
         kwargs = self.lm.forward_kwargs(run)
@@ -116,9 +127,14 @@ class _NNsightRunner:
         saved: dict = {}
         with self._trace(run):
             for layer in layers:
-                saved[layer] = self._layer(layer).output.save()
+                for k, access in enumerate(self.accesses):
+                    saved[(layer, k)] = self._envoy(access, layer).output.save()
             logits = self.traced.output.logits.save()
-        return AudioLM.metric(logits, run), {k: v.detach().clone() for k, v in saved.items()}
+        values = {
+            layer: [saved[(layer, k)].detach().clone() for k in range(len(self.accesses))]
+            for layer in layers
+        }
+        return AudioLM.metric(logits, run), values
 
     @torch.inference_mode()
     def base(self, run: LMInput) -> float:
@@ -127,10 +143,11 @@ class _NNsightRunner:
         return AudioLM.metric(logits, run)
 
     @torch.inference_mode()
-    def patched(self, run: LMInput, layer: int, value: torch.Tensor, positions) -> float:
+    def patched(self, run: LMInput, layer: int, values: list, positions) -> float:
         index = torch.tensor(positions, dtype=torch.long)
         with self._trace(run):
-            self._layer(layer).output[:, index] = value[:, index]
+            for access, value in zip(self.accesses, values, strict=True):
+                self._envoy(access, layer).output[:, index] = value[:, index]
             logits = self.traced.output.logits.save()
         return AudioLM.metric(logits, run)
 
@@ -157,6 +174,7 @@ def lm_grounding_sweep(
     remote: bool = False,
     repo_id: str = NDIF_REPO_ID,
     progress: bool = True,
+    streams: str = "read",
 ) -> GroundingSweep:
     """dA and dT margins at every LLM layer (or ``layers``) for each conflict stimulus.
 
@@ -173,10 +191,14 @@ def lm_grounding_sweep(
     bad = [layer for layer in layers if not 1 <= layer <= lm.n_layers]
     if bad:
         raise ValueError(f"layers {bad} out of range; valid layers are 1..{lm.n_layers}")
+    if streams not in STREAM_COMPONENTS:
+        raise ValueError(f"unknown streams {streams!r}; known: {', '.join(STREAM_COMPONENTS)}")
+    component = STREAM_COMPONENTS[streams]
+    accesses = QWEN2_AUDIO_LM[component]
     if backend == "hooks":
-        runner = _HookRunner(lm)
+        runner = _HookRunner(lm, accesses)
     elif backend == "nnsight":
-        runner = _NNsightRunner(lm, remote=remote, repo_id=repo_id)
+        runner = _NNsightRunner(lm, accesses, remote=remote, repo_id=repo_id)
     else:
         raise ValueError(f"unknown backend {backend!r}; use 'hooks' or 'nnsight'")
     n = len(stimuli)
@@ -200,6 +222,6 @@ def lm_grounding_sweep(
         audio_patched=audio_p,
         text_patched=text_p,
         floor=float(floor),
-        audio_site=Site(component="lm.resid", positions="audio"),
-        text_site=Site(component="lm.resid", positions="context"),
+        audio_site=Site(component=component, positions="audio"),
+        text_site=Site(component=component, positions="context"),
     )

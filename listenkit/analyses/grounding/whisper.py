@@ -2,8 +2,9 @@
 
 For a conflict stimulus (audio says ``ref_text``, the previous-text prompt says
 ``conflict_text``) the margin ``m = log p(a) - log p(b)`` is scored at the flipped
-span, teacher forced on the shared transcript prefix (``listenkit.analyses.grounding.margins``).
-Three runs (Geiger et al. interchange interventions):
+span, teacher forced on the shared transcript prefix
+(``listenkit.analyses.grounding.margins``). Three runs (Geiger et al. interchange
+interventions):
 
 - base ``x``: audio of ``ref_text``, prompt ``conflict_text``;
 - audio source ``x_a``: audio of ``conflict_text``, prompt ``conflict_text``;
@@ -14,10 +15,18 @@ Per decoder layer ``l`` (from 1):
     dA(l) = (m(x) - m(x <- audio stream of x_a at l)) / (m(x) - m(x_a))
     dT(l) = (m(x <- text stream of x_t at l) - m(x)) / (m(x_t) - m(x))
 
-The audio stream is ``decoder.cross_attn_out`` at all positions, the text stream
-``decoder.resid`` at the prompt positions (which line up because both texts have
-the same token count). A stimulus is used iff ``|m(x) - m(x_a)| >= floor`` and
-``|m(x_t) - m(x)| >= floor`` (nats). ``gc`` and its statistics: ``grounding_stats``.
+A stream at layer ``l`` is what block ``l``'s attention *reads* from that stream's
+positions (``streams="read"``, pre-registration v2): the audio stream is block
+``l``'s cross-attention keys and values (``decoder.cross_kv``), the text stream
+block ``l``'s self-attention keys and values at the prompt positions
+(``decoder.self_kv``; the two prompts have the same token count, so positions line
+up). Queries stay the base run's. ``streams="v1-write"`` is v1's definition, kept
+for comparison: ``decoder.cross_attn_out`` and the residual *after* block ``l`` at
+the prompt positions, which after the last block feeds nothing (dT(N) = 0 by
+construction). A stimulus is used iff ``m(x) - m(x_a) >= floor`` and
+``m(x_t) - m(x) >= floor`` (nats; signed floors, v2). dA and dT are ratios of means
+over the used stimuli (``da_ratio``, ``dt_ratio``); gc and its statistics:
+``listenkit.stats.grounding``.
 """
 
 from __future__ import annotations
@@ -35,13 +44,28 @@ from listenkit.engine.metrics import logit_diff_rows
 from listenkit.engine.patching import run_patching
 from listenkit.engine.sites import Site
 from listenkit.models.speech_model import SpeechModel
+from listenkit.stats import RatioOfMeans
 from listenkit.stimuli.conflict import align_flip
 from listenkit.stimuli.types import ConflictStimulus
 
-__all__ = ["AUDIO_STREAM", "TEXT_STREAM", "GroundingSweep", "grounding_sweep"]
+__all__ = [
+    "AUDIO_STREAM",
+    "STREAMS",
+    "TEXT_STREAM",
+    "GroundingSweep",
+    "conflict_items",
+    "grounding_sweep",
+]
 
-AUDIO_STREAM = Site(component="decoder.cross_attn_out")
-TEXT_STREAM = Site(component="decoder.resid", positions="prompt")
+AUDIO_STREAM = Site(component="decoder.cross_kv")
+TEXT_STREAM = Site(component="decoder.self_kv", positions="prompt")
+STREAMS: dict[str, tuple[Site, Site]] = {
+    "read": (AUDIO_STREAM, TEXT_STREAM),
+    "v1-write": (
+        Site(component="decoder.cross_attn_out"),
+        Site(component="decoder.resid", positions="prompt"),
+    ),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +96,9 @@ class GroundingSweep:
 
     @property
     def included(self) -> np.ndarray:
-        return (np.abs(self.audio_gap) >= self.floor) & (np.abs(self.text_gap) >= self.floor)
+        """Signed floors (v2): the audio must favour ``a`` (``m(x) - m(x_a) >= floor``) and
+        the text channel must favour ``b`` (``m(x_t) - m(x) >= floor``)."""
+        return (self.audio_gap >= self.floor) & (self.text_gap >= self.floor)
 
     @property
     def failures(self) -> np.ndarray:
@@ -80,20 +106,33 @@ class GroundingSweep:
         return self.m_x < 0
 
     def da(self) -> np.ndarray:
-        """dA for included stimuli, ``[n_included, layers]``."""
+        """Per-stimulus dA of the included stimuli, ``[n_included, layers]`` (evidence)."""
         keep = self.included
         return (self.m_x[keep, None] - self.audio_patched[keep]) / self.audio_gap[keep, None]
 
     def dt(self) -> np.ndarray:
-        """dT for included stimuli, ``[n_included, layers]``."""
+        """Per-stimulus dT of the included stimuli, ``[n_included, layers]`` (evidence)."""
         keep = self.included
         return (self.text_patched[keep] - self.m_x[keep, None]) / self.text_gap[keep, None]
+
+    def da_ratio(self, rows: np.ndarray | None = None) -> RatioOfMeans:
+        """dA as a ratio of means over the included stimuli (``rows``: a further subset of
+        them): ``sum (m(x) - m(x <- a)) / sum (m(x) - m(x_a))``."""
+        keep = np.flatnonzero(self.included)
+        keep = keep if rows is None else keep[rows]
+        return RatioOfMeans(self.m_x[keep, None] - self.audio_patched[keep], self.audio_gap[keep])
+
+    def dt_ratio(self, rows: np.ndarray | None = None) -> RatioOfMeans:
+        """dT as a ratio of means: ``sum (m(x <- t) - m(x)) / sum (m(x_t) - m(x))``."""
+        keep = np.flatnonzero(self.included)
+        keep = keep if rows is None else keep[rows]
+        return RatioOfMeans(self.text_patched[keep] - self.m_x[keep, None], self.text_gap[keep])
 
     def exclusions(self) -> dict[str, dict[str, int]]:
         """Excluded stimuli per flip type and reason (a stimulus may fail both floors)."""
         out: dict[str, Counter[str]] = {}
-        audio_low = np.abs(self.audio_gap) < self.floor
-        text_low = np.abs(self.text_gap) < self.floor
+        audio_low = self.audio_gap < self.floor
+        text_low = self.text_gap < self.floor
         for ft, a, t in zip(self.flip_types, audio_low, text_low, strict=True):
             counts = out.setdefault(ft, Counter())
             counts["audio floor"] += int(a)
@@ -118,9 +157,10 @@ class GroundingSweep:
         }
 
 
-def _conflict_items(
+def conflict_items(
     model: SpeechModel, stimuli: Sequence[ConflictStimulus]
 ) -> tuple[list[PatchItem], list[PatchItem]]:
+    """The engine's items: (x_a -> x) for the audio stream, (x_t -> x) for the text stream."""
     audio_items, text_items = [], []
     for s in stimuli:
         if s.ref_audio is None or s.conflict_audio is None:
@@ -163,13 +203,20 @@ def grounding_sweep(
     batch_size: int = 8,
     backend: str = "hooks",
     progress: bool = True,
+    streams: str = "read",
 ) -> GroundingSweep:
-    """Run the audio- and text-stream interchange interventions at every decoder layer."""
+    """Run the audio- and text-stream interchange interventions at every decoder layer.
+
+    ``streams``: ``"read"`` (v2, default: what block l's attention reads) or
+    ``"v1-write"`` (v1's sublayer output and residual; for comparison)."""
+    if streams not in STREAMS:
+        raise ValueError(f"unknown streams {streams!r}; known: {', '.join(STREAMS)}")
+    audio_site, text_site = STREAMS[streams]
     if floor <= 0:
         raise ValueError(f"the exclusion floor must be positive, got {floor}")
     if not stimuli:
         raise ValueError("no conflict stimuli")
-    audio_items, text_items = _conflict_items(model, stimuli)
+    audio_items, text_items = conflict_items(model, stimuli)
     options = {"layers": layers, "batch_size": batch_size, "backend": backend, "progress": False}
     parts: list[tuple] = []
     chunk = 4 * batch_size  # bounds the encoder memo to 2 x chunk encoder outputs
@@ -177,8 +224,8 @@ def grounding_sweep(
         for start in range(0, len(stimuli), chunk):
             memo: dict = {}  # the text run's audio (ref) was encoded in the audio run: reuse
             a_items, t_items = audio_items[start : start + chunk], text_items[start : start + chunk]
-            [audio] = run_patching(model, a_items, [AUDIO_STREAM], encoder_memo=memo, **options)
-            [text] = run_patching(model, t_items, [TEXT_STREAM], encoder_memo=memo, **options)
+            [audio] = run_patching(model, a_items, [audio_site], encoder_memo=memo, **options)
+            [text] = run_patching(model, t_items, [text_site], encoder_memo=memo, **options)
             if not np.allclose(audio.base, text.base, rtol=0, atol=1e-4):
                 worst = float(np.abs(audio.base - text.base).max())
                 raise RuntimeError(f"the base run differs between the sweeps by {worst:.2e} nats")
@@ -195,4 +242,6 @@ def grounding_sweep(
         audio_patched=np.concatenate([p.patched for p in audio_parts]),
         text_patched=np.concatenate([p.patched for p in text_parts]),
         floor=float(floor),
+        audio_site=audio_site,
+        text_site=text_site,
     )

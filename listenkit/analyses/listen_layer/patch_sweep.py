@@ -14,9 +14,10 @@ from listenkit.engine.sites import COMPONENTS, Site
 from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.types import Pair
 
-__all__ = ["METRICS", "sweep"]
+__all__ = ["MAX_LENGTH_MISMATCH", "METRICS", "pair_items", "sweep"]
 
 METRICS = ("ref_logprob", "logit_diff")
+MAX_LENGTH_MISMATCH = 0.01  # relative; longer mismatches need allow_unaligned=True
 REFERENCES = ("text", "greedy")
 RowsFn = Callable[[SpeechModel, Pair], tuple[ScoringRow, ...]]
 
@@ -47,30 +48,22 @@ def _rows_for(metric: str, model: SpeechModel, pair: Pair, transcript: list[int]
     return logit_diff_rows(model, prefix, a, b)
 
 
-def sweep(
+def pair_items(
     model: SpeechModel,
     pairs: Sequence[Pair],
-    site: Site | str | Sequence[Site | str],
     metric: str = "ref_logprob",
     *,
-    reference: str = "text",
+    reference: str = "greedy",
     mode: str = "denoise",
-    layers: Sequence[int] | None = None,
-    floor: float = 1.0,
     batch_size: int = 8,
-    backend: str = "hooks",
-    progress: bool = True,
-) -> Sweep | list[Sweep]:
-    """Patch ``site`` at every layer (or ``layers``) for each minimal pair.
+    allow_unaligned: bool = False,
+) -> list[PatchItem]:
+    """The engine's items for minimal pairs: (source, base) = (clean, corrupt) when
+    denoising, (corrupt, clean) when noising; both runs score the same rows.
 
-    ``metric="ref_logprob"`` scores a reference transcript: the pair's text
-    (``reference="text"``) or the clean audio's own greedy transcript
-    (``reference="greedy"``, so the metric measures recovery of the clean behaviour).
-    ``mode="denoise"`` restores clean activations into the corrupt run; ``"noise"``
-    puts corrupt activations into the clean run. Pairs with
-    ``|m_clean - m_corrupt| < floor`` (nats) are excluded and counted.
-    Several sites share the clean and corrupt runs; then a list is returned.
-    """
+    Pairs whose clean and corrupt lengths differ by more than ``MAX_LENGTH_MISMATCH``
+    are refused unless ``allow_unaligned``: encoder sites are patched frame by frame,
+    so an unaligned pair splices frames of other speech into the run."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if reference not in REFERENCES:
@@ -83,8 +76,14 @@ def sweep(
     for p in pairs:
         if p.clean.text != p.corrupt.text:
             raise ValueError(f"pair {p.id!r}: clean and corrupt texts differ")
-    sites = _as_sites(site)
-
+        a, b = p.clean.audio.size, p.corrupt.audio.size
+        if not allow_unaligned and abs(a - b) > MAX_LENGTH_MISMATCH * max(a, b):
+            raise ValueError(
+                f"pair {p.id!r}: clean and corrupt audio differ in length ({a} vs {b} samples, "
+                f"{abs(a - b) / max(a, b):.1%} > {MAX_LENGTH_MISMATCH:.0%}); patching frame by "
+                "frame would splice frames of different speech. Use time-aligned pairs (e.g. "
+                "praat_voice_pairs) or pass allow_unaligned=True for an exploratory analysis."
+            )
     if reference == "greedy":
         transcripts = []
         for start in range(0, len(pairs), batch_size):
@@ -92,7 +91,6 @@ def sweep(
             transcripts += model.greedy_tokens([p.clean.audio for p in chunk])
     else:
         transcripts = [model.text_tokens(p.text) for p in pairs]
-
     items = []
     for pair, transcript in zip(pairs, transcripts, strict=True):
         rows = _rows_for(metric, model, pair, transcript)
@@ -100,7 +98,38 @@ def sweep(
         corrupt = RunInput(audio=pair.corrupt.audio, rows=rows)
         source, base = (clean, corrupt) if mode == "denoise" else (corrupt, clean)
         items.append(PatchItem(id=pair.id, source=source, base=base))
+    return items
 
+
+def sweep(
+    model: SpeechModel,
+    pairs: Sequence[Pair],
+    site: Site | str | Sequence[Site | str],
+    metric: str = "ref_logprob",
+    *,
+    reference: str = "greedy",
+    mode: str = "denoise",
+    layers: Sequence[int] | None = None,
+    floor: float = 1.0,
+    batch_size: int = 8,
+    backend: str = "hooks",
+    progress: bool = True,
+    allow_unaligned: bool = False,
+) -> Sweep | list[Sweep]:
+    """Patch ``site`` at every layer (or ``layers``) for each minimal pair.
+
+    ``metric="ref_logprob"`` scores a reference transcript: the clean audio's own
+    greedy transcript (``reference="greedy"``, the default everywhere: the metric
+    measures recovery of the clean behaviour) or the pair's text (``"text"``).
+    ``mode="denoise"`` restores clean activations into the corrupt run; ``"noise"``
+    puts corrupt activations into the clean run. Pairs with
+    ``m_clean - m_corrupt < floor`` (nats; a signed floor) are excluded and counted.
+    Several sites share the clean and corrupt runs; then a list is returned.
+    Pairs whose lengths differ by more than 1% are refused unless ``allow_unaligned``.
+    """
+    sites = _as_sites(site)
+    pairs = list(pairs)
+    items = pair_items(model, pairs, metric, reference=reference, mode=mode, batch_size=batch_size)
     results = run_patching(
         model,
         items,

@@ -14,7 +14,7 @@ import numpy as np
 
 from listenkit.engine.metrics import normalized_recovery
 from listenkit.engine.sites import Site
-from listenkit.stats import Curve, bootstrap_curve
+from listenkit.stats import Curve, RatioOfMeans, bootstrap_curve
 
 __all__ = ["Sweep"]
 
@@ -24,8 +24,15 @@ class Sweep:
     """Result of patching one site at each of ``layers`` for every stimulus.
 
     ``clean``/``corrupt`` are the unpatched metric values [n]; ``patched`` is [n, layers].
-    ``effects`` is the normalised recovery ``(m_patched - m_base) / (m_source - m_base)``
-    (base = corrupt for denoising, clean for noising), NaN for excluded stimuli.
+    A stimulus is included iff ``m_clean - m_corrupt >= floor`` (signed: the corruption
+    must lower the metric by at least the floor). The layer curve is the ratio of means
+
+        E(l) = sum_i (m_patched[i, l] - m_base[i]) / sum_i (m_source[i] - m_base[i])
+
+    over included stimuli (``ratio()``; base = corrupt for denoising, clean for noising).
+    ``effects`` is the per-stimulus normalised recovery
+    ``(m_patched - m_base) / (m_source - m_base)``, NaN for excluded stimuli: evidence
+    and plots, not what the claims test.
     """
 
     site: Site
@@ -47,9 +54,16 @@ class Sweep:
     def base(self) -> np.ndarray:
         return self.corrupt if self.mode == "denoise" else self.clean
 
+    @property
+    def direction(self) -> int:
+        """+1 when the source run should score higher than the base run (denoising)."""
+        return 1 if self.mode == "denoise" else -1
+
     @functools.cached_property
     def _recovery(self) -> tuple[np.ndarray, np.ndarray]:
-        return normalized_recovery(self.patched, self.base, self.source, floor=self.floor)
+        return normalized_recovery(
+            self.patched, self.base, self.source, floor=self.floor, direction=self.direction
+        )
 
     @property
     def effects(self) -> np.ndarray:
@@ -63,14 +77,29 @@ class Sweep:
     def excluded_ids(self) -> tuple[str, ...]:
         return tuple(i for i, keep in zip(self.ids, self.included, strict=True) if not keep)
 
+    @property
+    def included_ids(self) -> tuple[str, ...]:
+        return tuple(i for i, keep in zip(self.ids, self.included, strict=True) if keep)
+
     def included_effects(self) -> np.ndarray:
-        """Effects of the included stimuli only: [n_included, layers]."""
+        """Per-stimulus effects of the included stimuli only: [n_included, layers]."""
         return self.effects[self.included]
 
+    def ratio(self) -> RatioOfMeans:
+        """``E(l)`` as a ratio of means over the included stimuli (what the claims test)."""
+        keep, s = self.included, self.direction
+        if not keep.any():
+            raise ValueError(
+                f"no stimulus passes the signed floor m_clean - m_corrupt >= {self.floor} nats"
+            )
+        return RatioOfMeans(
+            s * (self.patched[keep] - self.base[keep, None]), s * (self.source - self.base)[keep]
+        )
+
     def curve(self, *, seed: int = 0, n_resamples: int = 10_000, confidence: float = 0.95) -> Curve:
-        """Mean effect per layer with a percentile bootstrap CI over included stimuli."""
+        """``E(l)`` (ratio of means) with a percentile bootstrap CI over included stimuli."""
         return bootstrap_curve(
-            self.included_effects(),
+            self.ratio(),
             self.layers,
             rng=np.random.default_rng(seed),
             n_resamples=n_resamples,
@@ -103,6 +132,7 @@ class Sweep:
             "mode": self.mode,
             "reference": self.reference,
             "floor": self.floor,
+            "floor_rule": "signed: m_clean - m_corrupt >= floor",
             "layers": list(self.layers),
             "ids": list(self.ids),
             "clean": self.clean.tolist(),

@@ -27,6 +27,20 @@ from listenkit.models.speech_model import SpeechModel
 
 __all__ = ["run_batch_hooks"]
 
+CROSS_KV = "decoder.cross_kv"
+
+
+def _patched_cross_kv(module, layer, dec_inputs, xa_base, kv_base, kv_source, batch) -> np.ndarray:
+    """Block ``layer``'s cross-attention reads the source audio's keys and values; every
+    other block reads the base audio's. Restarts at block ``layer`` (blocks below it do
+    not read the audio of block ``layer``)."""
+    block = module.decoder.blocks[layer - 1]
+    kv = dict(kv_base)
+    for proj in (block.cross_attn.key, block.cross_attn.value):
+        kv[proj] = kv_source[proj]
+    logits = run_decoder_blocks(module.decoder, dec_inputs[layer], xa_base, kv, first=layer)
+    return metric_from_logits(logits, batch.base)
+
 
 def _decode_metric(
     model: SpeechModel,
@@ -116,15 +130,24 @@ def run_batch_hooks(
 
     # the base run's cross-attention keys and values, reused by every patched layer and
     # by the source run when it hears the same audio with the same rows per item
-    kv_base = kv_source = xa_base = None
+    kv_base = kv_source = xa_base = kv_for_base_rows = None
+    same_rows = torch.equal(batch.source["owner"], batch.base["owner"])
     if dec_sites:
         kv_base = cross_kv(module.decoder, feats_base, batch.base["owner"])
         xa_base = feats_base[batch.base["owner"]]
-        if same_audio and torch.equal(batch.source["owner"], batch.base["owner"]):
+        if same_audio and same_rows:
             kv_source = kv_base
+    if any(s.component == CROSS_KV for s in dec_sites):
+        # the source audio's keys and values, laid out on the base run's rows
+        kv_for_base_rows = (
+            kv_base if same_audio else cross_kv(module.decoder, feats_source, batch.base["owner"])
+        )
+        if kv_source is None and same_rows:
+            kv_source = kv_for_base_rows
     with ExitStack() as stack:
         for s in dec_sites:
-            stack.enter_context(capture(module, table[s.component], layers[s], source_acts[s]))
+            if s.component != CROSS_KV:  # read from the K/V cache, not captured
+                stack.enter_context(capture(module, table[s.component], layers[s], source_acts[s]))
         m_source = _decode_metric(
             model, feats_source, batch.source, per_item=not dec_sites, kv=kv_source
         )
@@ -139,6 +162,10 @@ def run_batch_hooks(
         accesses = table[s.component]
         values = np.empty((len(batch.items), len(layers[s])))
         for j, layer in enumerate(layers[s]):
+            if s.component == CROSS_KV:
+                values[:, j] = _patched_cross_kv(module, layer, dec_inputs, xa_base, kv_base,
+                                                 kv_for_base_rows, batch)  # fmt: skip
+                continue
             stored = [source_acts[s][(layer, k)] for k in range(len(accesses))]
             if s.stack == "encoder":
                 pos = positions_for(s, batch, None)

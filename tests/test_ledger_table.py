@@ -1,0 +1,60 @@
+"""``listenkit report``: the verdict matrix and the changed verdicts, from ledgers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from listenkit.report.cli import main as cli_main
+from listenkit.report.ledger_table import compare_ledgers, load_ledger, markdown_matrix
+
+
+def _entry(claim, model, family, verdict, observed=None, **extra):
+    return {"kind": "claim", "claim": claim, "model": model, "family": family,
+            "verdict": verdict, "observed": observed, "statistic": "P", "threshold": 0.95,
+            **extra}  # fmt: skip
+
+
+OLD = {
+    "profile": "full", "underpowered": False, "preregistration_version": 1,
+    "claims": [_entry("C1", "whisper-base", "noise", "supported", 0.998),
+               _entry("C1", "whisper-base", "voice", "not supported", 0.84)],
+}  # fmt: skip
+NEW = {
+    "profile": "full", "underpowered": False, "preregistration_version": 2,
+    "claims": [_entry("C1", "whisper-base", "noise", "supported", 0.97),
+               _entry("C1", "whisper-base", "voice", "inconclusive"),
+               _entry("C5a", "whisper-base", "noise", "not supported", 0.06, p_holm=0.06,
+                      p_raw=0.03)],
+}  # fmt: skip
+
+
+def test_markdown_matrix_has_one_row_per_claim_and_one_column_per_cell():
+    text = markdown_matrix(NEW)
+    assert "pre-registration version 2" in text
+    assert "| claim | whisper-base noise | whisper-base voice |" in text
+    assert "| C1 | **supported** (0.97) | inconclusive |" in text
+    assert "not supported (Holm p 0.06, raw 0.03)" in text
+    assert "- C1: P; threshold 0.95" in text
+
+
+def test_compare_lists_changed_verdicts_only():
+    changed = compare_ledgers(OLD, NEW)
+    assert changed == [
+        "C1 whisper-base voice: not supported -> inconclusive (observed 0.84 -> n/a)",
+        "C5a whisper-base noise: absent -> not supported",
+    ]
+
+
+def test_cli_report(tmp_path, capsys):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "verdicts.json").write_text(json.dumps(OLD))
+    (tmp_path / "new.json").write_text(json.dumps(NEW))
+    assert cli_main(["report", str(tmp_path / "new.json"), "--markdown"]) == 0
+    assert "| C1 |" in capsys.readouterr().out
+    assert cli_main(["report", str(tmp_path / "old"), str(tmp_path / "new.json"), "--compare"]) == 0
+    assert "not supported -> inconclusive" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not a verdict ledger"):
+        (tmp_path / "bad.json").write_text("{}")
+        load_ledger(tmp_path / "bad.json")
