@@ -98,8 +98,12 @@ def main() -> int:
     for e in ledger["claims"]:
         print(
             f"  {e['claim']:9s} {e['model']:17s} {e['family']:15s} {e['verdict']:14s} "
-            f"{e.get('statistic', '')} = {e.get('observed', '')} "
-            f"(threshold {e.get('threshold', '')})"
+            + (
+                f"({e.get('message', '')})"
+                if e["verdict"] in ("inconclusive", "skipped", "error")
+                else f"{e.get('statistic', '')} = {e.get('observed', '')} "
+                f"(threshold {e.get('threshold', '')})"
+            )
         )
     version = prereg["version"]
     stale = [e for e in ledger["claims"] if e.get("preregistration_version") != version]

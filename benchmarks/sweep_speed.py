@@ -18,10 +18,12 @@ import time
 import numpy as np
 import torch
 from common import model_from_args, warm_up
-from nnsight import NNsight
 
 import listenkit
+from listenkit.engine.nnsight_import import nnsight_module
 from listenkit.stimuli import noise_pairs, textbank
+
+NNsight = nnsight_module().NNsight
 
 
 def naive_effects(model, pairs) -> np.ndarray:

@@ -103,9 +103,9 @@ def test_missing_weights_say_what_to_set(monkeypatch, tmp_path):
 
 
 def test_remote_without_an_ndif_key_fails_clearly(lm, stimuli, monkeypatch):
-    from nnsight import CONFIG
+    from listenkit.engine.nnsight_import import nnsight_module
 
-    monkeypatch.setattr(CONFIG.API, "APIKEY", None)
+    monkeypatch.setattr(nnsight_module().CONFIG.API, "APIKEY", None)
     with pytest.raises(RemoteUnavailableError, match="NDIF_API_KEY"):
         lm_grounding_sweep(lm, stimuli, backend="nnsight", remote=True, progress=False)
     with pytest.raises(ValueError, match="backend='nnsight'"):

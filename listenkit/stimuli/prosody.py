@@ -24,8 +24,14 @@ def _parselmouth():
     try:
         import parselmouth
         from parselmouth.praat import call
-    except ImportError as err:  # pragma: no cover - a dependency of listenkit
-        raise PraatUnavailableError(
+    except ImportError as err:
+        if "overload existing non-function object" in str(err):
+            raise PraatUnavailableError(
+                "praat-parselmouth cannot be imported after nnsight (nnsight mounts .save() on "
+                "every object, which pybind11 refuses): import listenkit.stimuli (or "
+                "parselmouth) before nnsight"
+            ) from err
+        raise PraatUnavailableError(  # pragma: no cover - a dependency of listenkit
             "time-aligned voice changes need Praat: pip install praat-parselmouth"
         ) from err
     return parselmouth, call

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from listenkit.analyses.grounding.whisper import GroundingSweep
 from listenkit.engine.hooks import capture, patched
+from listenkit.engine.nnsight_import import nnsight_module
 from listenkit.engine.site_tables import QWEN2_AUDIO_LM, Access
 from listenkit.engine.sites import Site
 from listenkit.models.qwen2_audio import AudioLM, LMInput
@@ -94,15 +95,12 @@ class _NNsightRunner:
         self.accesses = accesses
         self.remote = remote
         if not remote:
-            from nnsight import NNsight
-
-            self.traced = NNsight(lm.module)
+            self.traced = nnsight_module().NNsight(lm.module)
             return
         check_remote_available()
         try:  # NDIF runs its own copy, named by repo id; building the wrapper needs the Hub
-            from nnsight.modeling.transformers import TransformersModel
-
-            self.traced = TransformersModel(repo_id)
+            transformers_models = nnsight_module("nnsight.modeling.transformers")
+            self.traced = transformers_models.TransformersModel(repo_id)
         except Exception as err:  # any failure here means "not reachable"
             raise RemoteUnavailableError(
                 f"cannot set up NDIF remote execution for {repo_id!r}: {err}"
@@ -154,9 +152,7 @@ class _NNsightRunner:
 
 def check_remote_available() -> None:
     """Raise ``RemoteUnavailableError`` unless an NDIF API key is configured."""
-    from nnsight import CONFIG
-
-    if not CONFIG.API.APIKEY:
+    if not nnsight_module().CONFIG.API.APIKEY:
         raise RemoteUnavailableError(
             "NDIF remote execution needs an API key: export NDIF_API_KEY=<key> (from "
             "https://login.ndif.us) or call nnsight.CONFIG.set_default_api_key(<key>); it "

@@ -129,7 +129,15 @@ def sweep(
     """
     sites = _as_sites(site)
     pairs = list(pairs)
-    items = pair_items(model, pairs, metric, reference=reference, mode=mode, batch_size=batch_size)
+    items = pair_items(
+        model,
+        pairs,
+        metric,
+        reference=reference,
+        mode=mode,
+        batch_size=batch_size,
+        allow_unaligned=allow_unaligned,
+    )
     results = run_patching(
         model,
         items,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from listenkit.engine.batch import Batch, metric_from_logits, positions_for
+from listenkit.engine.nnsight_import import nnsight_module
 from listenkit.engine.site_tables import OPENAI_WHISPER, Access
 from listenkit.engine.sites import Site
 
@@ -62,7 +63,7 @@ def _set(envoy, access: Access, value, positions, slices, n_rows: int) -> None:
 def run_batch_nnsight(
     model, batch: Batch, sites: Sequence[Site], layers: dict[Site, tuple[int, ...]]
 ):
-    from nnsight import NNsight
+    NNsight = nnsight_module().NNsight
 
     traced = NNsight(_EncodeDecode(model.module))
     table = OPENAI_WHISPER
