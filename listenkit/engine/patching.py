@@ -8,7 +8,7 @@ module validates the request, batches the items and checks the results.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -18,7 +18,11 @@ from listenkit.engine.site_tables import OPENAI_WHISPER
 from listenkit.engine.sites import Site, SiteError
 from listenkit.models.speech_model import SpeechModel
 
-__all__ = ["BACKENDS", "null_patch_deviation", "run_patching"]
+__all__ = ["BACKENDS", "Progress", "null_patch_deviation", "run_patching"]
+
+# True: a tqdm bar; False: silent; a callable: called with (items done, items in all)
+# after every batch (the claims suite prints it past pytest's capture).
+Progress = bool | Callable[[int, int], None]
 
 BACKENDS = ("hooks", "nnsight")
 
@@ -31,7 +35,7 @@ def run_patching(
     layers: Sequence[int] | None = None,
     batch_size: int = 8,
     backend: str = "hooks",
-    progress: bool = True,
+    progress: Progress = True,
     encoder_memo: dict | None = None,
 ) -> list[PatchResult]:
     """Patch each site at each of its layers (or ``layers``) for every item.
@@ -66,7 +70,8 @@ def run_patching(
     m_base = np.empty(len(items))
     patched_values = {s: np.empty((len(items), len(site_layers[s]))) for s in sites}
     total = len(items) * sum(len(v) for v in site_layers.values())
-    with tqdm(total=total, disable=not progress, desc="patching", unit="run") as bar:
+    report = progress if callable(progress) else None
+    with tqdm(total=total, disable=progress is not True, desc="patching", unit="run") as bar:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             batch = Batch(model, chunk)
@@ -83,6 +88,8 @@ def run_patching(
             for s in sites:
                 patched_values[s][start : start + len(chunk)] = values[s]
             bar.update(len(chunk) * sum(len(v) for v in site_layers.values()))
+            if report is not None:
+                report(start + len(chunk), len(items))
     for name, array in (("source metric", m_source), ("base metric", m_base)):
         check_finite(name, array, ids)
     for s in sites:

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from listenkit.engine.batch import PatchItem, RunInput
 from listenkit.engine.metrics import logit_diff_rows
-from listenkit.engine.patching import run_patching
+from listenkit.engine.patching import Progress, run_patching
 from listenkit.engine.sites import Site
 from listenkit.models.speech_model import SpeechModel
 from listenkit.stats import RatioOfMeans
@@ -202,7 +202,7 @@ def grounding_sweep(
     layers: Sequence[int] | None = None,
     batch_size: int = 8,
     backend: str = "hooks",
-    progress: bool = True,
+    progress: Progress = True,
     streams: str = "read",
 ) -> GroundingSweep:
     """Run the audio- and text-stream interchange interventions at every decoder layer.
@@ -220,7 +220,8 @@ def grounding_sweep(
     options = {"layers": layers, "batch_size": batch_size, "backend": backend, "progress": False}
     parts: list[tuple] = []
     chunk = 4 * batch_size  # bounds the encoder memo to 2 x chunk encoder outputs
-    with tqdm(total=len(stimuli), disable=not progress, desc="gc", unit="stimulus") as bar:
+    report = progress if callable(progress) else None
+    with tqdm(total=len(stimuli), disable=progress is not True, desc="gc", unit="stimulus") as bar:
         for start in range(0, len(stimuli), chunk):
             memo: dict = {}  # the text run's audio (ref) was encoded in the audio run: reuse
             a_items, t_items = audio_items[start : start + chunk], text_items[start : start + chunk]
@@ -231,6 +232,8 @@ def grounding_sweep(
                 raise RuntimeError(f"the base run differs between the sweeps by {worst:.2e} nats")
             parts.append((audio, text))
             bar.update(len(a_items))
+            if report is not None:
+                report(start + len(a_items), len(stimuli))
     audio_parts, text_parts = [p[0] for p in parts], [p[1] for p in parts]
     return GroundingSweep(
         ids=tuple(s.stimulus_id for s in stimuli),

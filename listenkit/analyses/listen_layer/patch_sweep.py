@@ -9,7 +9,7 @@ import numpy as np
 from listenkit.analyses.listen_layer.result import Sweep
 from listenkit.engine.batch import PatchItem, RunInput, ScoringRow
 from listenkit.engine.metrics import logit_diff_rows, ref_logprob_rows
-from listenkit.engine.patching import run_patching
+from listenkit.engine.patching import Progress, run_patching
 from listenkit.engine.sites import COMPONENTS, Site
 from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.types import Pair
@@ -113,7 +113,7 @@ def sweep(
     floor: float = 1.0,
     batch_size: int = 8,
     backend: str = "hooks",
-    progress: bool = True,
+    progress: Progress = True,
     allow_unaligned: bool = False,
 ) -> Sweep | list[Sweep]:
     """Patch ``site`` at every layer (or ``layers``) for each minimal pair.
@@ -126,6 +126,7 @@ def sweep(
     ``m_clean - m_corrupt < floor`` (nats; a signed floor) are excluded and counted.
     Several sites share the clean and corrupt runs; then a list is returned.
     Pairs whose lengths differ by more than 1% are refused unless ``allow_unaligned``.
+    ``progress``: a tqdm bar (True), nothing (False) or a callable ``(pairs done, total)``.
     """
     sites = _as_sites(site)
     pairs = list(pairs)
