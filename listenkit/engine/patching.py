@@ -57,7 +57,8 @@ def run_patching(
                 "listenkit.analyses.grounding.audio_lm"
             )
         n = model.encoder_layers if s.stack == "encoder" else model.decoder_layers
-        s.check(n_layers=n, n_heads=model.heads)
+        heads = model.heads if s.stack == "encoder" else model.module.dims.n_text_head
+        s.check(n_layers=n, n_heads=heads)
         site_layers[s] = s.layers(n) if layers is None else tuple(layers)
         for layer in site_layers[s]:
             s.at(int(layer)).layers(n)  # range check with the valid range in the message

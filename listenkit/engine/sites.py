@@ -15,14 +15,17 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["COMPONENTS", "DegenerateSiteWarning", "Site", "SiteError"]
+__all__ = ["COMPONENTS", "HEAD_COMPONENTS", "DegenerateSiteWarning", "Site", "SiteError"]
 
 COMPONENTS: dict[str, str] = {
     "encoder.resid": "residual stream after encoder block l",
     "encoder.attn_out": "self-attention sublayer output of encoder block l (its residual write)",
     "encoder.mlp_out": "MLP sublayer output of encoder block l",
     "encoder.block_write": "attention + MLP writes of encoder block l",
-    "encoder.head": "one attention head's contribution to encoder block l's attn_out",
+    "encoder.head": "attention heads' outputs in encoder block l: the input of attn.out, "
+    "slices h*d_head:(h+1)*d_head (TransformerLens' z)",
+    "decoder.cross_head": "cross-attention heads' outputs in decoder block l: the input of "
+    "cross_attn.out, slices h*d_head:(h+1)*d_head",
     "decoder.cross_attn_out": "cross-attention sublayer output of decoder block l",
     "decoder.self_attn_out": "self-attention sublayer output of decoder block l",
     "decoder.resid": "residual stream after decoder block l",
@@ -36,6 +39,9 @@ COMPONENTS: dict[str, str] = {
     "lm.self_kv": "keys and values language-model layer l's self-attention reads (at "
     "positions: audio tokens or text context; audio LMs)",
 }
+
+
+HEAD_COMPONENTS = ("encoder.head", "decoder.cross_head")
 
 
 class SiteError(ValueError):
@@ -62,10 +68,12 @@ class Site:
             object.__setattr__(self, "positions", tuple(self.positions))
         if isinstance(self.heads, list):
             object.__setattr__(self, "heads", tuple(self.heads))
-        if self.component == "encoder.head" and not self.heads:
-            raise SiteError("encoder.head needs heads=(h, ...) (0-based head indices)")
-        if self.component != "encoder.head" and self.heads is not None:
-            raise SiteError(f"heads= only applies to encoder.head, not {self.component}")
+        if self.component in HEAD_COMPONENTS and not self.heads:
+            raise SiteError(f"{self.component} needs heads=(h, ...) (0-based head indices)")
+        if self.component not in HEAD_COMPONENTS and self.heads is not None:
+            raise SiteError(
+                f"heads= only applies to {', '.join(HEAD_COMPONENTS)}, not {self.component}"
+            )
         if self.component == "decoder.cross_kv" and self.positions is not None:
             raise SiteError("decoder.cross_kv patches every audio frame's key and value; "
                             "positions= is not supported")  # fmt: skip

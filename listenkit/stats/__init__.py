@@ -30,7 +30,12 @@ from listenkit.stats.resampling import (
     seeded_generator,
 )
 from listenkit.stats.sharpness import cross_fitted_sharpness, max_t_lower_bounds, split_halves
-from listenkit.stats.significance import holm, permutation_test_head_set
+from listenkit.stats.significance import (
+    holm,
+    hypergeometric_overlap,
+    permutation_test_head_set,
+    rank_p_value,
+)
 
 __all__ = [
     "Curve",
@@ -48,6 +53,7 @@ __all__ = [
     "gc_group_difference_test",
     "grounding_coefficient",
     "holm",
+    "hypergeometric_overlap",
     "max_t_lower_bounds",
     "nan_argmax",
     "paired_peak_difference",
@@ -56,6 +62,7 @@ __all__ = [
     "permutation_test_head_set",
     "probability_drop_and_recover",
     "probability_in",
+    "rank_p_value",
     "resample_counts",
     "resampled_means",
     "seeded_generator",

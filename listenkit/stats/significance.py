@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["holm", "permutation_test_head_set"]
+__all__ = ["holm", "hypergeometric_overlap", "permutation_test_head_set", "rank_p_value"]
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -51,3 +51,26 @@ def permutation_test_head_set(
         "null_mean": float(null.mean()),
         "p_value": float((1 + np.count_nonzero(null >= observed)) / (1 + n_permutations)),
     }
+
+
+def rank_p_value(observed: float, null: Sequence[float]) -> float:
+    """One-sided rank p-value against ``R`` random draws: ``(1 + #{null >= observed}) /
+    (1 + R)`` (never 0; the smallest possible value is ``1 / (1 + R)``)."""
+    null = np.asarray(null, dtype=np.float64)
+    if null.ndim != 1 or null.size == 0:
+        raise ValueError("need at least one random draw")
+    return float((1 + np.count_nonzero(null >= observed)) / (1 + null.size))
+
+
+def hypergeometric_overlap(overlap: int, population: int, marked: int, drawn: int) -> float:
+    """``P(X >= overlap)`` for ``X ~ Hypergeometric(population, marked, drawn)``: the chance
+    that ``drawn`` items picked at random from ``population`` include at least
+    ``overlap`` of the ``marked`` ones (``scipy.stats.hypergeom.sf(overlap - 1, ...)``)."""
+    from scipy.stats import hypergeom
+
+    if not (0 <= marked <= population and 0 <= drawn <= population and overlap >= 0):
+        raise ValueError(
+            f"need 0 <= marked, drawn <= population and overlap >= 0: "
+            f"{overlap=}, {population=}, {marked=}, {drawn=}"
+        )
+    return float(hypergeom.sf(overlap - 1, population, marked, drawn))

@@ -25,7 +25,7 @@ from listenkit.engine.site_tables import OPENAI_WHISPER
 from listenkit.engine.sites import Site, SiteError
 from listenkit.models.speech_model import SpeechModel
 
-__all__ = ["run_batch_hooks"]
+__all__ = ["decode_metric", "run_batch_hooks"]
 
 CROSS_KV = "decoder.cross_kv"
 
@@ -42,7 +42,7 @@ def _patched_cross_kv(module, layer, dec_inputs, xa_base, kv_base, kv_source, ba
     return metric_from_logits(logits, batch.base)
 
 
-def _decode_metric(
+def decode_metric(
     model: SpeechModel,
     features: torch.Tensor,
     rows: dict,
@@ -148,12 +148,12 @@ def run_batch_hooks(
         for s in dec_sites:
             if s.component != CROSS_KV:  # read from the K/V cache, not captured
                 stack.enter_context(capture(module, table[s.component], layers[s], source_acts[s]))
-        m_source = _decode_metric(
+        m_source = decode_metric(
             model, feats_source, batch.source, per_item=not dec_sites, kv=kv_source
         )
     dec_inputs: dict[int, torch.Tensor] = {}
     with capture_block_inputs(module.decoder.blocks, dec_layers, dec_inputs):
-        m_base = _decode_metric(model, feats_base, batch.base, per_item=not dec_sites, kv=kv_base)
+        m_base = decode_metric(model, feats_base, batch.base, per_item=not dec_sites, kv=kv_base)
     if dec_sites:
         _check_decoder_alignment(batch)
 
@@ -175,11 +175,12 @@ def run_batch_hooks(
                     for block in module.encoder.blocks[layer - 1 :]:
                         x = block(x)
                     features = module.encoder.ln_post(x)
-                values[:, j] = _decode_metric(model, features, batch.base, per_item=True)
+                values[:, j] = decode_metric(model, features, batch.base, per_item=True)
             else:
                 rows = batch.base
                 pos = positions_for(s, batch, rows)
-                with patched(module, accesses, layer, stored, positions=pos):
+                with patched(module, accesses, layer, stored, positions=pos, heads=s.heads,
+                             n_heads=module.dims.n_text_head):  # fmt: skip
                     logits = run_decoder_blocks(
                         module.decoder, dec_inputs[layer], xa_base, kv_base, first=layer
                     )

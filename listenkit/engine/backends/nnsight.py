@@ -98,8 +98,9 @@ def run_batch_nnsight(
                 positions = positions_for(s, batch, rows_b)
                 n_rows = len(rows_b["lengths"])
             slices = None
-            if s.component == "encoder.head":
-                width = model.d_model // model.heads
+            if s.heads is not None:
+                n_heads = model.heads if s.stack == "encoder" else model.module.dims.n_text_head
+                width = model.d_model // n_heads
                 slices = [slice(h * width, (h + 1) * width) for h in s.heads]
             with traced.trace(*forward_args(batch.mel_base, rows_b)):
                 for k, access in enumerate(accesses):

@@ -1,0 +1,138 @@
+"""E4 machinery: head sites patch exactly their slice, head sets across layers, mean
+ablation, the statistics, and OpenAI's alignment heads decoded like openai-whisper."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from listenkit import Site, sweep
+from listenkit.analyses.heads import head_set_knockout, head_sweep, random_head_sets, top_heads
+from listenkit.analyses.listen_layer.patch_sweep import pair_items
+from listenkit.engine.head_sets import run_head_sets
+from listenkit.models.alignment_heads import alignment_heads, alignment_mask
+from listenkit.stats import hypergeometric_overlap, rank_p_value
+from listenkit.stimuli import noise_pairs, textbank
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return list(noise_pairs(textbank()[:2], 0.0, "white", seed=20260226))
+
+
+def test_all_heads_of_a_layer_are_the_attention_output(tiny_model, pairs):
+    """z patched in every head = attn.out's input patched = attn_out patched (same bias)."""
+    heads = tuple(range(tiny_model.heads))
+    [whole, every_head] = sweep(
+        tiny_model, pairs, ["encoder.attn_out", Site(component="encoder.head", heads=heads)],
+        progress=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(every_head.patched, whole.patched, atol=1e-4)
+    [cross, cross_heads] = sweep(
+        tiny_model, pairs,
+        ["decoder.cross_attn_out", Site(component="decoder.cross_head", heads=heads)],
+        progress=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(cross_heads.patched, cross.patched, atol=1e-4)
+
+
+def test_single_head_sweep_and_sets_agree_with_the_layer_sweep(tiny_model, pairs):
+    result = head_sweep(tiny_model, pairs, progress=False)
+    assert result.patched.shape == (2, tiny_model.encoder_layers, tiny_model.heads)
+    items = pair_items(tiny_model, pairs)
+    whole_layer = tuple((2, h) for h in range(tiny_model.heads))
+    one_head = ((3, 1),)
+    _, base, patched = run_head_sets(tiny_model, items, [whole_layer, one_head])
+    [attn] = sweep(tiny_model, pairs, ["encoder.attn_out"], layers=[2], progress=False)
+    np.testing.assert_allclose(patched[:, 0], attn.patched[:, 0], atol=1e-4)
+    np.testing.assert_allclose(patched[:, 1], result.patched[:, 2, 1], atol=1e-4)
+    np.testing.assert_allclose(base, result.corrupt, atol=1e-6)
+
+
+def test_a_set_across_two_layers_matches_a_hand_written_patch(tiny_model, pairs):
+    """(1, 0) and (3, 2) patched together, written with plain hooks and a full forward."""
+    items = pair_items(tiny_model, pairs[:1])
+    _, _, patched = run_head_sets(tiny_model, items, [((1, 0), (3, 2))])
+    module, width = tiny_model.module, tiny_model.d_model // tiny_model.heads
+    blocks = module.encoder.blocks
+    store = {}
+    handles = [
+        blocks[i].attn.out.register_forward_pre_hook(
+            lambda m, a, i=i: store.__setitem__(i, a[0].clone())
+        )
+        for i in (0, 2)
+    ]
+    with torch.inference_mode():
+        module.encoder(tiny_model.log_mel([pairs[0].clean.audio]))
+    for h in handles:
+        h.remove()
+
+    def swap(i, head):
+        def pre(m, args):
+            z = args[0].clone()
+            z[..., head * width : (head + 1) * width] = store[i][
+                ..., head * width : (head + 1) * width
+            ]
+            return (z,)
+
+        return blocks[i].attn.out.register_forward_pre_hook(pre)
+
+    handles = [swap(0, 0), swap(2, 2)]
+    transcript = items[0].base.rows[0]
+    with torch.inference_mode():
+        features = module.encoder(tiny_model.log_mel([pairs[0].corrupt.audio]))
+    for h in handles:
+        h.remove()
+    tokens = torch.tensor([transcript.tokens])
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(module.decoder(tokens[:, :-1], features).double(), -1)[0]
+    picked = logprobs[torch.arange(tokens.shape[1] - 1), tokens[0, 1:]]
+    expected = float(picked[transcript.start - 1 :].sum())
+    assert patched[0, 0] == pytest.approx(expected, abs=2e-3)
+
+
+def test_mean_ablation_with_one_reference_run_changes_nothing(tiny_model, pairs):
+    items = pair_items(tiny_model, pairs[:1])
+    result = head_set_knockout(tiny_model, items, ((2, 0), (4, 5)), [((1, 1),)])
+    assert result["observed"] == pytest.approx(0.0, abs=1e-6)  # the mean of one run is it
+
+
+def test_top_heads_random_sets_and_rank_p():
+    effects = np.array([[0.1, 0.5], [0.5, 0.2], [0.0, 0.9]])
+    assert top_heads(effects, 3) == [(3, 1), (1, 1), (2, 0)]  # tie .5: the lower layer first
+    sets = random_head_sets(3, 2, 5, 50, np.random.default_rng(0))
+    assert all(len(set(s)) == 5 for s in sets)
+    assert {h for s in sets for h in s} == {(layer, h) for layer in (1, 2, 3) for h in (0, 1)}
+    assert rank_p_value(1.0, [0.1, 0.2, 1.0]) == pytest.approx(2 / 4)
+    assert rank_p_value(2.0, np.zeros(100)) == pytest.approx(1 / 101)
+
+
+def test_hypergeometric_overlap_against_a_hand_computation():
+    # 5 of 24 heads drawn, 6 of them at L*: P(X >= 3) by counting
+    expected = sum(math.comb(6, x) * math.comb(18, 5 - x) for x in range(3, 6)) / math.comb(24, 5)
+    assert hypergeometric_overlap(3, 24, 6, 5) == pytest.approx(expected)
+    assert hypergeometric_overlap(0, 24, 6, 5) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("name", "layers", "heads"), [("whisper-tiny.en", 4, 6),
+                                                       ("whisper-base", 6, 8)])  # fmt: skip
+def test_alignment_heads_decode_like_openai_whisper(name, layers, heads):
+    import whisper
+
+    dims = whisper.model.ModelDimensions(
+        n_mels=80, n_audio_ctx=10, n_audio_state=8, n_audio_head=1, n_audio_layer=1,
+        n_vocab=51865, n_text_ctx=10, n_text_state=8, n_text_head=heads, n_text_layer=layers,
+    )  # fmt: skip
+    reference = whisper.model.Whisper(dims)
+    reference.set_alignment_heads(whisper._ALIGNMENT_HEADS[name.removeprefix("whisper-")])
+    grid = reference.alignment_heads.indices().T.tolist()
+    expected = [(int(layer) + 1, int(head)) for layer, head in grid]
+    assert alignment_heads(name, layers, heads) == expected
+    assert alignment_mask(name, layers, heads).sum() == len(expected)
+    with pytest.raises(ValueError, match="wrong checkpoint"):
+        alignment_mask(name, layers + 1, heads)
+    with pytest.raises(KeyError, match="no alignment heads"):
+        alignment_mask("whisper-nonexistent", layers, heads)
