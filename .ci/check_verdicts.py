@@ -24,7 +24,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 
-def expected_entries(prereg: dict, models: list[str]) -> list[tuple[str, str, str]]:
+def expected_entries(
+    prereg: dict, models: list[str], profile: str = "smoke"
+) -> list[tuple[str, str, str]]:
     out = []
     for claim_id, claim in prereg["claims"].items():
         for model in claim.get("models", prereg["common"]["models"]):
@@ -39,6 +41,11 @@ def expected_entries(prereg: dict, models: list[str]) -> list[tuple[str, str, st
                 continue
             for family in e2["families"]:
                 out.append((claim_id, model, family))
+    e4 = prereg["e4"]
+    for claim_id in e4["claims"]:
+        for model in e4["models"][profile]:
+            if model in models:
+                out.append((claim_id, model, e4["family"]))
     return out
 
 
@@ -76,7 +83,8 @@ def main() -> int:
         key
         for key in expected_entries(
             prereg,
-            [
+            profile=ledger["profile"],
+            models=[
                 "whisper-tiny.en",
                 "whisper-base",
                 "whisper-small",

@@ -89,8 +89,9 @@ class HeadSweep:
 
 def head_sweep(
     model: SpeechModel,
-    pairs: Sequence[Pair],
+    pairs: Sequence[Pair] | None = None,
     *,
+    items: Sequence[PatchItem] | None = None,
     stack: str = "encoder",
     metric: str = "ref_logprob",
     reference: str = "greedy",
@@ -98,11 +99,15 @@ def head_sweep(
     batch_size: int = 8,
     progress: Progress = True,
 ) -> HeadSweep:
-    """Denoise every single head at every layer (``stack``: encoder or decoder cross)."""
+    """Denoise every single head at every layer (``stack``: encoder or decoder cross) for
+    minimal ``pairs`` (or ready-made denoising ``items``, e.g. from ``pair_items``)."""
     if stack not in COMPONENT:
         raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
+    if (pairs is None) == (items is None):
+        raise ValueError("pass pairs or items, not both")
     n_heads = model.heads if stack == "encoder" else model.module.dims.n_text_head
-    items = pair_items(model, pairs, metric, reference=reference, batch_size=batch_size)
+    if items is None:
+        items = pair_items(model, pairs, metric, reference=reference, batch_size=batch_size)
     sites = [Site(component=COMPONENT[stack], heads=(h,)) for h in range(n_heads)]
     results = run_patching(model, items, sites, batch_size=batch_size, progress=progress)
     return HeadSweep(

@@ -14,7 +14,7 @@ import numpy as np
 from listenkit.stats import Curve
 from listenkit.stats.grounding import GroundingCurves
 
-__all__ = ["plot_grounding", "plot_layer_claim", "plot_profiles"]
+__all__ = ["plot_grounding", "plot_heads", "plot_layer_claim", "plot_profiles"]
 
 
 def plot_layer_claim(
@@ -159,4 +159,46 @@ def plot_grounding(
         ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=6, color="grey")
     if l_star_samples is not None:
         _peak_histogram(axes[0, 2], layers, l_star_samples, region, "bootstrap l*_gc")
+    return _save(fig, path)
+
+
+def plot_heads(
+    path: str | Path,
+    effects: np.ndarray,
+    *,
+    title: str,
+    marked: Collection[tuple[int, int]] = (),
+    outlined: Collection[tuple[int, int]] = (),
+    null: np.ndarray | None = None,
+    observed: float | None = None,
+    null_label: str = "random 5-head sets",
+) -> Path:
+    """Heatmap of single-head effects (layers from 1 x heads from 0), ``marked`` heads
+    (the top-k, x) and ``outlined`` ones (e.g. OpenAI's alignment heads, squares); with
+    ``null``, a second panel: the random-set distribution and the chosen set's value."""
+    effects = np.asarray(effects, dtype=float)
+    panels = 2 if null is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    bound = float(np.nanmax(np.abs(effects))) or 1.0
+    image = ax.imshow(effects, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    fig.colorbar(image, ax=ax, label="E(l, h), ratio of means")
+    n_layers, n_heads = effects.shape
+    ax.set_yticks(range(n_layers), [str(layer) for layer in range(1, n_layers + 1)])
+    ax.set_xticks(range(n_heads))
+    ax.set_ylabel("layer (from 1)")
+    ax.set_xlabel("head (from 0)")
+    for layer, head in marked:
+        ax.plot(head, layer - 1, "kx", markersize=10, mew=2)
+    for layer, head in outlined:
+        ax.add_patch(plt.Rectangle((head - 0.5, layer - 1.5), 1, 1, fill=False, ec="gold", lw=2))
+    ax.set_title(title, fontsize=8)
+    if null is not None:
+        ax2 = axes[0, 1]
+        ax2.hist(null, bins=20, color="grey", alpha=0.7, label=null_label)
+        if observed is not None:
+            ax2.axvline(observed, color="tab:red", lw=2, label="top-5 (chosen on half A)")
+        ax2.set_xlabel("statistic on half B")
+        ax2.set_ylabel("random sets")
+        ax2.legend(fontsize=7)
     return _save(fig, path)
