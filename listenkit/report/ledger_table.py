@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare_ledgers", "load_ledger", "markdown_matrix"]
+__all__ = ["cell_anchor", "compare_ledgers", "html_matrix", "load_ledger", "markdown_matrix"]
 
 SYMBOL = {
     "supported": "**supported**",
@@ -105,3 +105,47 @@ def compare_ledgers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
                 detail += f"{_number(b[key].get('observed'))})"
             out.append(f"{key[0]} {key[1]} {key[2]}: {va} -> {vb}{detail}")
     return out
+
+
+COLOURS = {
+    "supported": "#c8e6c9",
+    "not supported": "#ffe0b2",
+    "inconclusive": "#e0e0e0",
+    "skipped": "#f5f5f5",
+    "error": "#ef9a9a",
+}
+
+
+def html_matrix(ledger: Mapping[str, Any], *, anchors: bool = True) -> str:
+    """The verdict matrix as an HTML table: rows = claims, columns = model x family; each
+    cell says its verdict in words (colour only helps) and the observed statistic."""
+    from html import escape
+
+    claims = ledger["claims"]
+    columns = sorted({(e["model"], e["family"]) for e in claims})
+    rows: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {}
+    for e in claims:
+        rows.setdefault(e["claim"], {})[(e["model"], e["family"])] = e
+    head = "".join(f"<th>{escape(m)}<br>{escape(f)}</th>" for m, f in columns)
+    body = []
+    for claim, cells in rows.items():
+        tds = []
+        for column in columns:
+            e = cells.get(column)
+            if e is None:
+                tds.append("<td></td>")
+                continue
+            text = escape(_cell(e).replace("**", ""))
+            if anchors:
+                text = f'<a href="#{escape(cell_anchor(e))}">{text}</a>'
+            tds.append(f'<td style="background:{COLOURS.get(e["verdict"], "#fff")}">{text}</td>')
+        body.append(f"<tr><th>{escape(claim)}</th>{''.join(tds)}</tr>")
+    return (
+        '<table class="verdict-matrix" border="1" cellpadding="4" style="border-collapse:'
+        f'collapse"><tr><th>claim</th>{head}</tr>{"".join(body)}</table>'
+    )
+
+
+def cell_anchor(entry: Mapping[str, Any]) -> str:
+    """The HTML id of a claim cell's section in the report."""
+    return f"{entry['claim']}-{entry['model']}-{entry['family']}".replace(".", "_")
