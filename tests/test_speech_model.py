@@ -120,3 +120,40 @@ def test_mismatched_batch_of_texts_is_an_error(tiny_model, speech_clips):
     _, audio = speech_clips[0]
     with pytest.raises(ValueError, match="2 waveforms but 1 texts"):
         tiny_model.score([audio, audio], ["one text"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_a_sweep_runs_on_the_gpu_with_the_same_numbers():
+    """--device cuda: the engine creates every tensor on the model's device."""
+    import listenkit
+    from listenkit.stimuli import noise_pairs, textbank
+
+    pairs = list(noise_pairs(textbank()[:2], 0.0, "white", seed=20260226))
+    cpu = listenkit.sweep(listenkit.load_model("whisper-tiny.en"), pairs, "encoder.attn_out",
+                          progress=False)  # fmt: skip
+    gpu_model = listenkit.load_model("whisper-tiny.en", device="cuda")
+    assert gpu_model.device.type == "cuda"
+    gpu = listenkit.sweep(gpu_model, pairs, "encoder.attn_out", progress=False)
+    np.testing.assert_allclose(gpu.patched, cpu.patched, atol=1e-2)
+
+
+def test_the_claims_device_option_reaches_whisper(monkeypatch):
+    """``--device`` sets the default device of every model the claims fixtures load."""
+    from fixtures import models
+
+    calls = []
+    monkeypatch.setattr(models, "_LOADED", {})
+    monkeypatch.setattr(models, "_DEVICE", {"default": "cpu"})
+    monkeypatch.setattr(
+        models.listenkit, "load_model", lambda name, device: calls.append((name, device))
+    )
+
+    class Options:
+        device = "cuda:1"
+
+    class Config:
+        option = Options()
+
+    models.pytest_configure(Config())
+    models.get_model("whisper-large-v2")
+    assert calls == [("whisper-large-v2", "cuda:1")]
