@@ -1,0 +1,108 @@
+"""Resume, don't redo: a claims run killed after its first analysis reruns only what is
+missing, and its ledger equals an uninterrupted run's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+FAKE_CLAIMS = """
+import os
+import time
+
+import numpy as np
+import pytest
+
+from fixtures.analysis_cache import cached_analysis
+
+
+def analysis(name, config):
+    def compute():
+        print(f"COMPUTING {name}", flush=True)
+        if name == "B" and os.environ.get("SLOW_B"):
+            time.sleep(120)  # killed here
+        return {"value": float(np.random.default_rng(len(name)).normal())}
+
+    return cached_analysis(config, "fake", name, "family", "smoke", {"stimuli": "s"}, compute)
+
+
+@pytest.mark.claim("C1")
+@pytest.mark.parametrize(("model_name", "family"), [("A", "noise"), ("B", "noise")])
+def test_claim(model_name, family, request, claim_record):
+    result = analysis(model_name, request.config)
+    claim_record.set(statistic="value", observed=result["value"], threshold=0.0)
+    assert result["value"] > 0.0
+"""
+
+
+def _run(
+    tmp_path: Path,
+    name: str,
+    cache: Path,
+    *,
+    slow_b: bool,
+    kill_after: Path | None = None,
+    extra: tuple[str, ...] = (),
+):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LISTENKIT_CACHE": str(cache)}
+    if slow_b:
+        env["SLOW_B"] = "1"
+    evidence = tmp_path / name
+    command = [
+        sys.executable, "-m", "pytest", "claims", "-p", "fixtures.evidence", "-p",
+        "no:cacheprovider", "-s", "--evidence-dir", str(evidence), *extra,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if kill_after is not None:
+        deadline = time.monotonic() + 120
+        while not list(kill_after.glob("fake-A-*.pkl")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+    output, _ = proc.communicate(timeout=300)
+    return output, evidence
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_recomputing(tmp_path):
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "test_fake.py").write_text(FAKE_CLAIMS)
+    cache = tmp_path / "cache"
+    killed, _ = _run(tmp_path, "killed", cache, slow_b=True, kill_after=cache / "analyses")
+    assert "COMPUTING A" in killed and "COMPUTING B" in killed
+    resumed, evidence = _run(tmp_path, "resumed", cache, slow_b=False)
+    assert "COMPUTING A" not in resumed  # reused from the cache
+    assert "COMPUTING B" in resumed  # the analysis the kill interrupted
+    again, _ = _run(tmp_path, "again", cache, slow_b=False)
+    assert "COMPUTING" not in again  # an unchanged rerun only re-renders the evidence
+    fresh, _ = _run(tmp_path, "fresh", cache, slow_b=False, extra=("--fresh",))
+    assert "COMPUTING A" in fresh and "COMPUTING B" in fresh
+    fresh_cache = tmp_path / "uninterrupted-cache"
+    _, uninterrupted = _run(tmp_path, "uninterrupted", fresh_cache, slow_b=False)
+    ledgers = [json.loads((p / "verdicts.json").read_text()) for p in (evidence, uninterrupted)]
+    assert ledgers[0] == ledgers[1]
+
+
+def test_any_key_part_changes_the_key():
+    from fixtures.analysis_cache import entry_key
+
+    base = entry_key("E1", "whisper-base", "noise", "full", weights="w", stimuli="s")
+    assert base == entry_key("E1", "whisper-base", "noise", "full", weights="w", stimuli="s")
+    for other in (
+        entry_key("E1", "whisper-base", "noise", "full", weights="W", stimuli="s"),
+        entry_key("E1", "whisper-base", "noise", "full", weights="w", stimuli="S"),
+        entry_key("E1", "whisper-base", "noise", "smoke", weights="w", stimuli="s"),
+        entry_key("E2", "whisper-base", "noise", "full", weights="w", stimuli="s"),
+    ):
+        assert other != base
