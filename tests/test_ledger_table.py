@@ -58,3 +58,26 @@ def test_cli_report(tmp_path, capsys):
     with pytest.raises(ValueError, match="not a verdict ledger"):
         (tmp_path / "bad.json").write_text("{}")
         load_ledger(tmp_path / "bad.json")
+
+
+def test_publish_copies_ledger_report_and_evidence_but_no_audio(tmp_path):
+
+    run = tmp_path / "reports"
+    (run / "C1" / "whisper-base-noise").mkdir(parents=True)
+    (run / ".ledger").mkdir()
+    (run / "verdicts.json").write_text(json.dumps(NEW))
+    (run / "claims.html").write_text("<html></html>")
+    (run / "C1" / "whisper-base-noise" / "evidence.json").write_text("{}")
+    (run / "C1" / "whisper-base-noise" / "plot.png").write_bytes(b"png")
+    (run / "C1" / "whisper-base-noise" / "audio.npy").write_bytes(b"npy")
+    (run / ".ledger" / "x.json").write_text("{}")
+    assert cli_main(["report", str(run), "--publish", str(tmp_path / "out")]) == 0
+    published = sorted(
+        str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.*")
+    )
+    assert published == [
+        "C1/whisper-base-noise/evidence.json", "C1/whisper-base-noise/plot.png",
+        "claims.html", "verdicts.json",
+    ]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="not a finished claims run"):
+        cli_main(["report", str(tmp_path / "empty"), "--publish", str(tmp_path / "o2")])

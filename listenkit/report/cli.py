@@ -32,6 +32,7 @@ from listenkit.engine.site_tables import OPENAI_WHISPER
 from listenkit.report.evidence import write_json_atomic
 from listenkit.report.ledger_table import compare_ledgers, load_ledger, markdown_matrix
 from listenkit.report.plots import plot_grounding, plot_layer_claim
+from listenkit.report.publish import publish_run
 from listenkit.stats.grounding import bootstrap_grounding
 from listenkit.stimuli.families import (
     CONFLICT_FAMILIES,
@@ -137,6 +138,10 @@ def _gc_command(args: argparse.Namespace) -> int:
 
 
 def _report_command(args: argparse.Namespace) -> int:
+    if args.publish:
+        copied = publish_run(args.ledgers[0], args.publish)
+        print(f"published {len(copied)} files to {args.publish}")
+        return 0
     ledgers = [load_ledger(path) for path in args.ledgers]
     if args.compare:
         if len(ledgers) != 2:
@@ -190,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     report.add_argument("--markdown", action="store_true", help="print the verdict matrix")
     report.add_argument("--compare", action="store_true", help="list verdicts that changed")
+    report.add_argument(
+        "--publish", metavar="DIR", help="copy the run's ledger, report and evidence to DIR"
+    )
     args = parser.parse_args(argv)
     if args.command == "report":
         return _report_command(args)
