@@ -222,3 +222,33 @@ def test_praat_voice_pairs_are_time_aligned(tmp_path, monkeypatch):
         assert not np.array_equal(p.clean.audio, p.corrupt.audio)
         assert np.abs(p.corrupt.audio).max() <= 1.0
     assert pairs.header["versions"]["praat-parselmouth"]
+
+
+def test_prosody_classes_keep_timing_and_level_and_change_pitch():
+    import parselmouth
+
+    from listenkit.stimuli.prosody import PROSODY_CLASSES, prosody_class
+
+    audio = PiperVoice().synthesize("The red car is parked next to the old bakery.")
+
+    def pitch(x):
+        values = parselmouth.Sound(x.astype(np.float64), 16_000).to_pitch().selected_array
+        f0 = values["frequency"]
+        return f0[f0 > 0]
+
+    rms = 0.05  # every class at the same level
+    medians, ranges = {}, {}
+    for name in PROSODY_CLASSES:
+        out = prosody_class(audio, name)
+        assert out.size == audio.size
+        assert np.sqrt(np.mean(out.astype(np.float64) ** 2)) == pytest.approx(rms, rel=1e-3)
+        f0 = pitch(out)
+        medians[name], ranges[name] = np.median(f0), np.percentile(f0, 90) - np.percentile(f0, 10)
+    assert (
+        medians["high-wide"] > medians["neutral"] + 30
+        and medians["high-flat"] > medians["neutral"] + 30
+    )
+    assert medians["low-narrow"] < medians["neutral"]
+    assert ranges["high-flat"] < ranges["high-wide"] and ranges["low-narrow"] < ranges["high-wide"]
+    with pytest.raises(ValueError, match="unknown prosody class"):
+        prosody_class(audio, "angry")

@@ -13,7 +13,13 @@ import numpy as np
 
 from listenkit.models.audio import MODEL_SAMPLE_RATE, AudioError, as_waveform
 
-__all__ = ["PraatUnavailableError", "change_voice", "envelope_correlation"]
+__all__ = [
+    "PROSODY_CLASSES",
+    "PraatUnavailableError",
+    "change_voice",
+    "envelope_correlation",
+    "prosody_class",
+]
 
 
 class PraatUnavailableError(RuntimeError):
@@ -83,3 +89,32 @@ def envelope_correlation(a: np.ndarray, b: np.ndarray, *, frame_s: float = 0.02)
     n = len(a) // hop
     env = [np.sqrt((np.asarray(x[: n * hop], float).reshape(n, hop) ** 2).mean(1)) for x in (a, b)]
     return float(np.corrcoef(env[0], env[1])[0, 1])
+
+
+# Synthetic prosody classes: an SER stand-in (E3), not emotion. Each class is the same
+# utterance with Praat's pitch median and range changed at identical timing; formants
+# and loudness (RMS) are kept, so neither timing nor level tells the classes apart.
+PROSODY_CLASSES: dict[str, dict[str, float]] = {
+    "neutral": {"new_pitch_median": 0.0, "pitch_range_factor": 1.0},
+    "high-wide": {"new_pitch_median": 180.0, "pitch_range_factor": 1.8},
+    "low-narrow": {"new_pitch_median": 85.0, "pitch_range_factor": 0.4},
+    "high-flat": {"new_pitch_median": 180.0, "pitch_range_factor": 0.0},
+}
+
+
+def prosody_class(audio: np.ndarray, name: str, *, rms: float = 0.05) -> np.ndarray:
+    """``audio`` in synthetic prosody class ``name`` (``PROSODY_CLASSES``; ``neutral`` is
+    the unchanged utterance), scaled to the same RMS level ``rms`` (0.05 = -26 dBFS) in
+    every class, so that level is not a cue."""
+    if name not in PROSODY_CLASSES:
+        raise ValueError(f"unknown prosody class {name!r}; known: {', '.join(PROSODY_CLASSES)}")
+    wave = as_waveform(audio, what="audio")
+    if name != "neutral":
+        wave = change_voice(wave, formant_shift_ratio=1.0, **PROSODY_CLASSES[name])
+    level = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2)))
+    if level == 0.0:
+        raise AudioError("silent audio has no prosody to change")
+    out = wave.astype(np.float64) * (rms / level)
+    if np.abs(out).max() > 1.0:
+        raise AudioError(f"at RMS {rms} the {name!r} version would clip; choose a lower rms")
+    return out.astype(np.float32)
