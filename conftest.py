@@ -6,5 +6,6 @@ pytest_plugins = [
     "fixtures.stimuli",
     "fixtures.evidence",
     "fixtures.analyses",
+    "fixtures.adaptation",
     "pytester",
 ]

@@ -46,6 +46,11 @@ def expected_entries(
         for model in e4["models"][profile]:
             if model in models:
                 out.append((claim_id, model, e4["family"]))
+    e3 = prereg.get("e3")
+    for claim_id in e3["claims"] if e3 else ():
+        for model in e3["models"][profile]:
+            if model in models:
+                out.extend((claim_id, model, family) for family in e3["families"])
     return out
 
 

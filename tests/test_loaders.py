@@ -70,6 +70,25 @@ def test_wav_txt_folder(tmp_path):
         load_wav_txt_folder(tmp_path)
 
 
+def test_labelled_folder(tmp_path):
+    """A labelled corpus (e.g. a real SER set for E3): class folders -> meta label."""
+    from listenkit.stimuli.loaders import load_labelled_folder
+
+    for name in ("happy", "angry"):
+        (tmp_path / name).mkdir()
+        soundfile.write(tmp_path / name / "x.wav", _tone(0.3, 16_000), 16_000)
+    (tmp_path / "angry" / "x.txt").write_text("kids are talking\n")
+    utts = load_labelled_folder(tmp_path)
+    assert [(u.id, u.meta["class"], u.meta["label"]) for u in utts] == [
+        ("angry/x", "angry", 0),
+        ("happy/x", "happy", 1),
+    ]
+    assert utts[0].text == "kids are talking"
+    assert load_labelled_folder(tmp_path, ["happy", "angry"])[0].meta["label"] == 0
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_labelled_folder(tmp_path, ["neutral"])
+
+
 def test_alme_jsonl_with_a_common_voice_root(tmp_path):
     clips = tmp_path / "cv" / "en" / "clips"
     clips.mkdir(parents=True)

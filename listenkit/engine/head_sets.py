@@ -110,15 +110,20 @@ def run_head_sets(
     for start in range(0, n, batch_size):
         batch = Batch(model, items[start : start + batch_size])
         rows = slice(start, start + len(batch.items))
+        # mean ablation of a run into itself (knockout): the source run is the base run
+        self_ablation = means is not None and all(it.source is it.base for it in batch.items)
         store: dict = {}
-        with capture(module, _Z, layers if means is None else [], store):
-            feats = module.encoder(batch.mel_source)
-        m_source[rows] = decode_metric(model, feats, batch.source, per_item=True)
+        if not self_ablation:
+            with capture(module, _Z, layers if means is None else [], store):
+                feats = module.encoder(batch.mel_source)
+            m_source[rows] = decode_metric(model, feats, batch.source, per_item=True)
         values = means if means is not None else {layer: store[(layer, 0)] for layer in layers}
         inputs: dict[int, torch.Tensor] = {}
         with capture_block_inputs(module.encoder.blocks, layers, inputs):
             feats = module.encoder(batch.mel_base)
         m_base[rows] = decode_metric(model, feats, batch.base, per_item=True)
+        if self_ablation:
+            m_source[rows] = m_base[rows]
         for j, head_set in enumerate(head_sets):
             by_layer = _by_layer(head_set)
             first = min(by_layer)

@@ -55,12 +55,20 @@ def _codes() -> np.ndarray:
     return codes
 
 
-def planted_model(k: int | None, *, seed: int = 0) -> SpeechModel:
+def planted_model(
+    k: int | None, *, seed: int = 0, reads: tuple[int, ...] | None = None
+) -> SpeechModel:
     """A 4-layer Whisper-architecture model whose block ``j`` moves region ``C_j`` into ``R``.
 
     ``k`` only names the model (the wiring is the same for every ``k``; which layer is
-    the listen layer is decided by which region the stimuli corrupt).
+    the listen layer is decided by which region the stimuli corrupt). ``reads[j - 1]``
+    rewires block ``j`` to read region ``C_reads[j-1]`` instead (a permutation of
+    1..4): e.g. ``reads=(1, 3, 2, 4)`` moves ``C_2``'s listen layer from 2 to 3, the
+    planted "after fine-tuning" model of E3.
     """
+    reads = tuple(range(1, N_LAYERS + 1)) if reads is None else tuple(reads)
+    if sorted(reads) != list(range(1, N_LAYERS + 1)):
+        raise ValueError(f"reads must be a permutation of 1..{N_LAYERS}, got {reads}")
     gen = torch.Generator().manual_seed(seed)
     dims = whisper.model.ModelDimensions(
         n_mels=80, n_audio_ctx=1500, n_audio_state=D, n_audio_head=1, n_audio_layer=N_LAYERS,
@@ -91,7 +99,7 @@ def planted_model(k: int | None, *, seed: int = 0) -> SpeechModel:
             target = torch.zeros(16, 16)
             target[:, _CODE_BG] = 1.0
             target[_CODE_R] = 0.0
-            target[_CODE_R, j] = 1.0
+            target[_CODE_R, reads[j - 1]] = 1.0
             block.attn.query.weight[S0, S0] = target.T * 40.0
             block.attn.key.weight[S0, S0] = torch.eye(16) * 40.0
             # value: S1 content; out: into S2 (a random rotation)
@@ -112,6 +120,8 @@ def planted_model(k: int | None, *, seed: int = 0) -> SpeechModel:
             block.cross_attn.out.weight[:, S2] = torch.randn(D, 16, generator=gen) * 3.0
         dec.ln.weight.fill_(1.0)
     name = "planted" if k is None else f"planted-k{k}"
+    if reads != tuple(range(1, N_LAYERS + 1)):
+        name += "-reads" + "".join(map(str, reads))
     return SpeechModel(name=name, module=module.eval(), source="listenkit.planted.encoder")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from listenkit.stats import Curve
 from listenkit.stats.grounding import GroundingCurves
 
-__all__ = ["plot_grounding", "plot_heads", "plot_layer_claim", "plot_profiles"]
+__all__ = ["plot_grounding", "plot_heads", "plot_layer_claim", "plot_profiles", "plot_shift"]
 
 
 def plot_layer_claim(
@@ -201,4 +201,51 @@ def plot_heads(
         ax2.set_xlabel("statistic on half B")
         ax2.set_ylabel("random sets")
         ax2.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_shift(
+    path: str | Path,
+    before: Curve,
+    after: Curve,
+    *,
+    delta_samples: np.ndarray,
+    training: dict[str, dict],
+    title: str,
+    ylabel: str,
+) -> Path:
+    """E3: before/after curves with CIs; the bootstrap distribution of Delta (CoM shift);
+    the training curves (loss per step, validation metric)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.8))
+    ax = axes[0]
+    for name, curve, colour in (("before", before, "tab:blue"), ("after", after, "tab:orange")):
+        layers = np.asarray(curve.layers)
+        ax.fill_between(layers, curve.low, curve.high, color=colour, alpha=0.2)
+        ax.plot(layers, curve.mean, "o-", color=colour, label=f"{name} (95% CI)")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(np.asarray(before.layers))
+    ax.set_xlabel("encoder layer (from 1)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    finite = np.asarray(delta_samples)[np.isfinite(delta_samples)]
+    ax.hist(finite, bins=40, color="tab:purple", alpha=0.7)
+    ax.axvline(0, color="black", lw=1)
+    ax.set_xlabel("bootstrap Delta = CoM_after - CoM_before (relative depth)")
+    ax.set_ylabel("resamples")
+    ax.set_title(f"P(Delta > 0) = {np.mean(np.nan_to_num(delta_samples) > 0):.3f}", fontsize=9)
+    ax = axes[2]
+    twin = ax.twinx()
+    for name, log in training.items():
+        (line,) = ax.plot(np.arange(1, len(log["loss"]) + 1), log["loss"], lw=1,
+                          label=f"{name}: training loss")  # fmt: skip
+        if log["validation"]:
+            steps, values = zip(*log["validation"], strict=True)
+            twin.plot(steps, values, "o--", color=line.get_color(), alpha=0.8,
+                      label=f"{name}: {log['metric']}")  # fmt: skip
+    twin.set_ylabel("validation metric (dashed)", fontsize=8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=7, loc="upper right")
     return _save(fig, path)

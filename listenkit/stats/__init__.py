@@ -30,6 +30,7 @@ from listenkit.stats.resampling import (
     seeded_generator,
 )
 from listenkit.stats.sharpness import cross_fitted_sharpness, max_t_lower_bounds, split_halves
+from listenkit.stats.shift import ShiftTest, centre_of_mass, paired_shift
 from listenkit.stats.significance import (
     holm,
     hypergeometric_overlap,
@@ -41,10 +42,12 @@ __all__ = [
     "Curve",
     "GroundingCurves",
     "RatioOfMeans",
+    "ShiftTest",
     "as_ratio",
     "bootstrap_argmax",
     "bootstrap_curve",
     "bootstrap_grounding",
+    "centre_of_mass",
     "change_point",
     "correlational_agreement",
     "cross_fitted_sharpness",
@@ -57,6 +60,7 @@ __all__ = [
     "max_t_lower_bounds",
     "nan_argmax",
     "paired_peak_difference",
+    "paired_shift",
     "peak_location",
     "percentile_interval",
     "permutation_test_head_set",

@@ -8,13 +8,20 @@ in ``meta``; unreadable, empty or non-finite audio is an ``AudioError`` naming t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from listenkit.models.audio import AudioError
 from listenkit.stimuli.types import ConflictStimulus, Question, Utterance
 
-__all__ = ["load_alme_jsonl", "load_audio_file", "load_librispeech", "load_wav_txt_folder"]
+__all__ = [
+    "load_alme_jsonl",
+    "load_audio_file",
+    "load_labelled_folder",
+    "load_librispeech",
+    "load_wav_txt_folder",
+]
 
 
 def load_audio_file(path: str | Path, *, text: str = "", id: str | None = None) -> Utterance:
@@ -123,4 +130,28 @@ def load_wav_txt_folder(root: str | Path) -> list[Utterance]:
         out.append(load_audio_file(wav, text=txt.read_text(encoding="utf-8").strip(), id=wav.stem))
     if not out:
         raise FileNotFoundError(f"no .wav files under {root}")
+    return out
+
+
+def load_labelled_folder(root: str | Path, classes: Sequence[str] | None = None) -> list[Utterance]:
+    """A labelled corpus (e.g. emotional speech for E3): ``root/<class>/<name>.wav``, an
+    optional ``<name>.txt`` transcript next to each. ``meta`` gets ``class`` and
+    ``label`` (its index in ``classes``; default: the class folders, sorted)."""
+    root = Path(root)
+    found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    classes = list(classes) if classes is not None else found
+    if not classes:
+        raise FileNotFoundError(f"no class folders under {root}")
+    missing = [c for c in classes if c not in found]
+    if missing:
+        raise FileNotFoundError(f"class folders {missing} not found under {root}")
+    out = []
+    for label, name in enumerate(classes):
+        for wav in _walk(root / name, "*.wav"):
+            txt = wav.with_suffix(".txt")
+            text = txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
+            utt = load_audio_file(wav, text=text, id=f"{name}/{wav.stem}")
+            out.append(replace(utt, meta={**utt.meta, "class": name, "label": label}))
+    if not out:
+        raise FileNotFoundError(f"no .wav files under {root}/<class>/")
     return out

@@ -14,7 +14,7 @@ from listenkit.engine.sites import COMPONENTS, Site
 from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.types import Pair
 
-__all__ = ["MAX_LENGTH_MISMATCH", "METRICS", "pair_items", "sweep"]
+__all__ = ["MAX_LENGTH_MISMATCH", "METRICS", "pair_items", "sweep", "sweep_items"]
 
 METRICS = ("ref_logprob", "logit_diff")
 MAX_LENGTH_MISMATCH = 0.01  # relative; longer mismatches need allow_unaligned=True
@@ -128,17 +128,39 @@ def sweep(
     Pairs whose lengths differ by more than 1% are refused unless ``allow_unaligned``.
     ``progress``: a tqdm bar (True), nothing (False) or a callable ``(pairs done, total)``.
     """
-    sites = _as_sites(site)
-    pairs = list(pairs)
     items = pair_items(
         model,
-        pairs,
+        list(pairs),
         metric,
         reference=reference,
         mode=mode,
         batch_size=batch_size,
         allow_unaligned=allow_unaligned,
     )
+    return sweep_items(
+        model, items, site, metric, reference=reference, mode=mode, layers=layers, floor=floor,
+        batch_size=batch_size, backend=backend, progress=progress,
+    )  # fmt: skip
+
+
+def sweep_items(
+    model: SpeechModel,
+    items: Sequence[PatchItem],
+    site: Site | str | Sequence[Site | str],
+    metric: str,
+    *,
+    reference: str,
+    mode: str = "denoise",
+    layers: Sequence[int] | None = None,
+    floor: float = 1.0,
+    batch_size: int = 8,
+    backend: str = "hooks",
+    progress: Progress = True,
+) -> Sweep | list[Sweep]:
+    """``sweep`` on items already built by ``pair_items`` (so their transcripts are not
+    decoded again); ``metric``, ``reference`` and ``mode`` must be the ones they were
+    built with (they are recorded in the result)."""
+    sites = _as_sites(site)
     results = run_patching(
         model,
         items,
@@ -158,7 +180,7 @@ def sweep(
                 mode=mode,
                 reference=reference,
                 layers=r.layers,
-                ids=tuple(p.id for p in pairs),
+                ids=tuple(it.id for it in items),
                 clean=np.asarray(clean),
                 corrupt=np.asarray(corrupt),
                 patched=r.patched,
