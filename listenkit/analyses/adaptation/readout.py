@@ -195,15 +195,18 @@ def logit_lens_accuracy(
 
 @torch.inference_mode()
 def layer_contributions(
-    model: SpeechModel, audio: Sequence[np.ndarray], *, batch_size: int = 8
+    model: SpeechModel, audio: Sequence[np.ndarray | Utterance], *, batch_size: int = 8
 ) -> list[float]:
     """Mean over utterances of ``||attn_out_l|| / ||residual entering block l||`` per
     layer (Frobenius norms over the speech frames)."""
+    audio = [u.audio if isinstance(u, Utterance) else np.asarray(u) for u in audio]
+    if not audio:
+        raise ValueError("no audio")
     module, accesses = model.module, OPENAI_WHISPER["encoder.attn_out"]
     layers = tuple(range(1, model.encoder_layers + 1))
     total = np.zeros(len(layers))
     for start in range(0, len(audio), batch_size):
-        chunk = list(audio[start : start + batch_size])
+        chunk = audio[start : start + batch_size]
         frames = [speech_frames(a.size) for a in chunk]
         acts: dict = {}
         inputs: dict = {}
