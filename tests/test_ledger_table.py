@@ -81,3 +81,18 @@ def test_publish_copies_ledger_report_and_evidence_but_no_audio(tmp_path):
     ]  # fmt: skip
     with pytest.raises(FileNotFoundError, match="not a finished claims run"):
         cli_main(["report", str(tmp_path / "empty"), "--publish", str(tmp_path / "o2")])
+
+
+def test_html_page_puts_the_matrix_first_and_embeds_every_plot(tmp_path):
+    run = tmp_path / "run"
+    (run / "C1" / "whisper-base-noise").mkdir(parents=True)
+    (run / "verdicts.json").write_text(json.dumps(NEW))
+    (run / "C1" / "whisper-base-noise" / "evidence.json").write_text(
+        json.dumps({"statement": "A sharp causal peak"})
+    )
+    (run / "C1" / "whisper-base-noise" / "plot.png").write_bytes(b"\x89PNG fake")
+    assert cli_main(["report", str(run), "--html"]) == 0
+    page = (run / "index.html").read_text()
+    assert page.index("verdict-matrix") < page.index("<section")
+    assert "A sharp causal peak" in page and page.count("data:image/png;base64,") == 2
+    assert 'id="C1-whisper-base-noise"' in page and 'href="#C1-whisper-base-noise"' in page

@@ -12,6 +12,7 @@ writes ``DIR/gc.json`` (per-stimulus margins of every run), ``DIR/gc_curve.csv``
 
     listenkit report reports/verdicts.json --markdown
     listenkit report OLD/verdicts.json NEW/verdicts.json --compare
+    listenkit report results/2026-11-27-full --html
 
 print the verdict matrix as Markdown, or the cells whose verdict changed.
 """
@@ -142,6 +143,11 @@ def _report_command(args: argparse.Namespace) -> int:
         copied = publish_run(args.ledgers[0], args.publish)
         print(f"published {len(copied)} files to {args.publish}")
         return 0
+    if args.html:
+        from listenkit.report.static_page import render_run
+
+        print(f"wrote {render_run(args.ledgers[0])}")
+        return 0
     ledgers = [load_ledger(path) for path in args.ledgers]
     if args.compare:
         if len(ledgers) != 2:
@@ -195,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     report.add_argument("--markdown", action="store_true", help="print the verdict matrix")
     report.add_argument("--compare", action="store_true", help="list verdicts that changed")
+    report.add_argument(
+        "--html", action="store_true", help="write RUN/index.html: matrix first, every cell"
+    )
     report.add_argument(
         "--publish", metavar="DIR", help="copy the run's ledger, report and evidence to DIR"
     )
