@@ -5,9 +5,12 @@ adapter (``save_pretrained``: ``adapter_config.json``, ``adapter_model.safetenso
 the head's state dict (``head.pt``, when there is one), the training log
 (``training.json``) and ``files.json``: the sha256 of every other file. The key is
 the sha256 of the base model's weights, the training manifest's sha256 and the
-recipe (optimiser settings, LoRA spec, family, listenkit version). A ``FileLock``
-makes concurrent pytest-xdist workers train once; an entry whose files do not match
-``files.json`` (tampered, truncated) is rebuilt with a ``CacheWarning``.
+recipe (optimiser settings, LoRA spec, family), listenkit's version and the training
+code. A ``FileLock`` makes concurrent pytest-xdist workers train once; an entry whose
+files do not match ``files.json`` (tampered, truncated) is rebuilt with a
+``CacheWarning``. Training is seeded, but its float sums depend on torch's thread count:
+two runs with different thread counts can differ in the last bits, so the first run's
+adapter (cached) is the one every later run uses.
 """
 
 from __future__ import annotations
@@ -47,10 +50,20 @@ class Trained:
     directory: Path | None = None
 
 
+def _training_code_sha256() -> str:
+    """sha256 of the code that trains (so an edited recipe implementation retrains)."""
+    digest = hashlib.sha256()
+    for name in ("lora.py", "readout.py", "training.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
 def adapter_key(weights_sha256: str, manifest_sha256: str, recipe: Mapping[str, Any]) -> str:
+    """sha256 (first 20 hex digits) of the base weights' and the training manifest's
+    sha256, the recipe, listenkit's version and the training code."""
     blob = json.dumps(
         {"weights": weights_sha256, "manifest": manifest_sha256, "recipe": dict(recipe),
-         "listenkit": __version__},
+         "listenkit": __version__, "code": _training_code_sha256()},
         sort_keys=True,
     ).encode()  # fmt: skip
     return hashlib.sha256(blob).hexdigest()[:20]
