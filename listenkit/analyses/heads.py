@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,11 +149,12 @@ def head_set_recovery(
     random_sets: Sequence[HeadSet],
     *,
     batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Recovery ``sum(m(set) - m_corrupt) / sum(m_clean - m_corrupt)`` of the chosen set
     (patched together from the clean run) against random sets; rank p-value."""
     clean, corrupt, patched = run_head_sets(
-        model, items, [chosen, *random_sets], batch_size=batch_size
+        model, items, [chosen, *random_sets], batch_size=batch_size, progress=progress
     )
     gap = float(np.sum(clean - corrupt))
     recovery = (patched - corrupt[:, None]).sum(axis=0) / gap
@@ -173,6 +174,7 @@ def head_set_knockout(
     random_sets: Sequence[HeadSet],
     *,
     batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Mean ablation in the clean runs (``item.source``): each set's head outputs replaced
     by their per-position means over the items' clean runs; the statistic is the mean
@@ -180,7 +182,12 @@ def head_set_knockout(
     clean_items = [PatchItem(id=it.id, source=it.source, base=it.source) for it in items]
     means = head_means(model, [it.source.audio for it in items], batch_size=batch_size)
     _, clean, ablated = run_head_sets(
-        model, clean_items, [chosen, *random_sets], means=means, batch_size=batch_size
+        model,
+        clean_items,
+        [chosen, *random_sets],
+        means=means,
+        batch_size=batch_size,
+        progress=progress,
     )
     drop = (clean[:, None] - ablated).mean(axis=0)
     return {

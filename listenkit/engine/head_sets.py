@@ -12,7 +12,7 @@ ablation) and restarts at the set's lowest layer. Hooks backend only.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -96,9 +96,11 @@ def run_head_sets(
     *,
     means: Mapping[int, torch.Tensor] | None = None,
     batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(m_source [n], m_base [n], m_patched [n, sets])`` with each set's heads taken from
-    the source run (or from ``means``: mean ablation of the base run)."""
+    the source run (or from ``means``: mean ablation of the base run). ``progress`` is
+    called with (items done, items) after every batch."""
     if not items:
         raise ValueError("no items")
     _check_sets(model, head_sets)
@@ -133,6 +135,8 @@ def run_head_sets(
                     x = block(x)
                 features = module.encoder.ln_post(x)
             patched[rows, j] = decode_metric(model, features, batch.base, per_item=True)
+        if progress is not None:
+            progress(rows.stop, n)
     ids = [it.id for it in items]
     for name, array in (("source", m_source), ("base", m_base), ("head-set", patched)):
         check_finite(f"{name} metric", array, ids)
