@@ -120,6 +120,7 @@ def test_c4_listen_layer_shifts_deeper_after_lora(model_name, family, e3, profil
         title=f"C4 {model_name} {family}: E(l) before vs after LoRA; CoM {shift.com_before:.3f}"
         f" -> {shift.com_after:.3f}, L* {shift.l_star_before} -> {shift.l_star_after}",
         ylabel="normalised recovery (ratio of means)",
+        secondary=e3.secondary,
     )
     assert shift.p_delta_positive >= CLAIM["threshold"], (
         f"C4 not supported on {model_name}/{family}: P_boot(Delta > 0) = "

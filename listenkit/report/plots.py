@@ -213,10 +213,14 @@ def plot_shift(
     training: dict[str, dict],
     title: str,
     ylabel: str,
+    secondary: dict[str, dict[str, list[float]]] | None = None,
 ) -> Path:
     """E3: before/after curves with CIs; the bootstrap distribution of Delta (CoM shift);
-    the training curves (loss per step, validation metric)."""
-    fig, axes = plt.subplots(1, 3, figsize=(15.6, 3.8))
+    the training curves (loss per step, validation metric); with ``secondary``
+    (analysis -> {"before": per layer, "after": per layer}) a fourth panel of the
+    layer analyses."""
+    panels = 4 if secondary else 3
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.8))
     ax = axes[0]
     for name, curve, colour in (("before", before, "tab:blue"), ("after", after, "tab:orange")):
         layers = np.asarray(curve.layers)
@@ -248,4 +252,16 @@ def plot_shift(
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss")
     ax.legend(fontsize=7, loc="upper right")
+    if secondary:
+        ax = axes[3]
+        for (name, values), style in zip(secondary.items(), ("o", "s", "^"), strict=False):
+            for when, ls in (("before", "-"), ("after", "--")):
+                if when in values:
+                    layers = np.arange(1, len(values[when]) + 1)
+                    ax.plot(layers, values[when], marker=style, ls=ls, label=f"{name} ({when})")
+        ax.set_xticks(np.asarray(before.layers))
+        ax.set_xlabel("encoder layer (from 1)")
+        ax.set_ylabel("value per layer")
+        ax.set_title("layer analyses before (solid) vs after (dashed)", fontsize=9)
+        ax.legend(fontsize=7)
     return _save(fig, path)
