@@ -224,6 +224,23 @@ def test_praat_voice_pairs_are_time_aligned(tmp_path, monkeypatch):
     assert pairs.header["versions"]["praat-parselmouth"]
 
 
+def test_praat_changes_are_reproducible():
+    """Praat's resynthesis draws random numbers; seeded per call, the same input gives the
+    same output, in any order and after other Praat calls (two builds of a stimulus set
+    differed before)."""
+    from listenkit.stimuli.prosody import change_voice, prosody_class
+
+    audio = PiperVoice().synthesize("The red car is parked next to the old bakery.")
+    first = change_voice(audio, formant_shift_ratio=1.2, new_pitch_median=200.0)
+    prosody_class(audio, "high-wide")  # other Praat work in between
+    again = change_voice(audio, formant_shift_ratio=1.2, new_pitch_median=200.0)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(prosody_class(audio, "high-flat"),
+                                  prosody_class(audio, "high-flat"))  # fmt: skip
+    other_seed = change_voice(audio, formant_shift_ratio=1.2, new_pitch_median=200.0, seed=1)
+    assert not np.array_equal(first, other_seed)
+
+
 def test_prosody_classes_keep_timing_and_level_and_change_pitch():
     import parselmouth
 

@@ -195,8 +195,9 @@ def praat_voice_pairs(
         "formant_shift_ratio": float(formant_shift_ratio),
         "new_pitch_median": float(new_pitch_median),
         "pitch_range_factor": float(pitch_range_factor),
+        "praat_seed": 0,  # Praat's resynthesis is random; seeded per call since 2026-11-27
     }
-    change = {k: v for k, v in params.items() if k not in ("texts", "voice")}
+    change = {k: v for k, v in params.items() if k not in ("texts", "voice", "praat_seed")}
 
     def build():
         import parselmouth

@@ -52,10 +52,13 @@ def change_voice(
     min_pitch: float = 75.0,
     max_pitch: float = 600.0,
     sample_rate: int = MODEL_SAMPLE_RATE,
+    seed: int = 0,
 ) -> np.ndarray:
     """Praat "Change gender" with duration factor 1: float32, exactly as many samples.
 
-    The output is rescaled to the input's RMS level, so loudness is not a cue."""
+    The output is rescaled to the input's RMS level, so loudness is not a cue. Praat's
+    resynthesis draws random numbers: its generator is seeded with ``seed`` for the call
+    (and made unpredictable again after), so the same input gives the same output."""
     wave = as_waveform(audio, sample_rate=sample_rate, what="audio to change")
     if not (formant_shift_ratio > 0 and pitch_range_factor >= 0 and new_pitch_median >= 0):
         raise ValueError(
@@ -63,10 +66,15 @@ def change_voice(
         )
     parselmouth, call = _parselmouth()
     sound = parselmouth.Sound(wave.astype(np.float64), sampling_frequency=sample_rate)
-    changed = call(
-        sound, "Change gender", min_pitch, max_pitch, formant_shift_ratio,
-        new_pitch_median, pitch_range_factor, 1.0,
-    )  # fmt: skip
+    run = parselmouth.praat.run
+    run(f"random_initializeWithSeedUnsafelyButPredictably ({int(seed)})")
+    try:
+        changed = call(
+            sound, "Change gender", min_pitch, max_pitch, formant_shift_ratio,
+            new_pitch_median, pitch_range_factor, 1.0,
+        )  # fmt: skip
+    finally:
+        run("random_initializeSafelyAndUnpredictably ()")
     out = np.asarray(changed.values[0], dtype=np.float64)
     if abs(len(out) - len(wave)) > 1:
         raise AudioError(f"Praat changed the length: {len(wave)} -> {len(out)} samples")

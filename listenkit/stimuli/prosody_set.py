@@ -28,7 +28,8 @@ def prosody_utterances(
     """Every sentence in every prosody class: ``len(texts) * 4`` utterances, ordered by
     sentence then class."""
     texts = _check_texts(texts)
-    params = {"texts": texts, "voice": voice, "rms": float(rms), "classes": PROSODY_CLASSES}
+    params = {"texts": texts, "voice": voice, "rms": float(rms), "classes": PROSODY_CLASSES,
+              "praat_seed": 0}  # fmt: skip
 
     def build():
         import parselmouth
