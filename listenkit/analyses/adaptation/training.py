@@ -127,6 +127,30 @@ def _batches(n: int, recipe: Recipe) -> Iterator[np.ndarray]:
         yield np.asarray(batch)
 
 
+def _run_steps(n, recipe, optimiser, step_loss, validate, log, progress) -> None:
+    """The loop both recipes share: validate at step 0, then ``recipe.steps`` seeded
+    minibatches (AdamW step, schedule step), logging the loss per step and the
+    validation metric every ``eval_every`` steps and at the end."""
+    log.validation.append((0, validate()))
+    schedule = _scheduler(optimiser, recipe)
+    with _seeded(recipe.seed):
+        for step, idx in enumerate(_batches(n, recipe), start=1):
+            loss = step_loss(torch.as_tensor(idx))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss is {value} at step {step}")
+            log.loss.append(value)
+            log.examples += len(idx)
+            if step % recipe.eval_every == 0 or step == recipe.steps:
+                log.validation.append((step, validate()))
+            if progress is not None:
+                progress(step, recipe.steps)
+
+
 def _check(utterances: Sequence[Utterance], what: str, label: bool) -> None:
     if not utterances:
         raise ValueError(f"no {what} utterances")
@@ -220,21 +244,7 @@ def train_prosody(
             with torch.no_grad():
                 return accuracy(head.linear(x_val), val_labels)
 
-    log.validation.append((0, validate()))
-    schedule = _scheduler(optimiser, recipe)
-    with _seeded(recipe.seed):
-        for step, idx in enumerate(_batches(len(train), recipe), start=1):
-            loss = step_loss(torch.as_tensor(idx))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            log.loss.append(float(loss.detach()))
-            log.examples += len(idx)
-            if step % recipe.eval_every == 0 or step == recipe.steps:
-                log.validation.append((step, validate()))
-            if progress is not None:
-                progress(step, recipe.steps)
+    _run_steps(len(train), recipe, optimiser, step_loss, validate, log, progress)
     log.seconds = time.perf_counter() - start
     head.eval()
     if peft_encoder is not None:
@@ -333,26 +343,11 @@ def train_asr(
         peft_encoder.train()
         return total / len(validation)
 
-    schedule = _scheduler(optimiser, recipe)
+    def step_loss(idx):
+        return asr_loss(model, peft_encoder, mels[idx], [texts[i] for i in idx.tolist()])
+
     with _frozen(model.module.decoder):
-        log.validation.append((0, validate()))
-        with _seeded(recipe.seed):
-            for step, idx in enumerate(_batches(len(train), recipe), start=1):
-                loss = asr_loss(model, peft_encoder, mels[torch.as_tensor(idx)],
-                                [texts[i] for i in idx])  # fmt: skip
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"ASR training loss is {value} at step {step}")
-                log.loss.append(value)
-                log.examples += len(idx)
-                if step % recipe.eval_every == 0 or step == recipe.steps:
-                    log.validation.append((step, validate()))
-                if progress is not None:
-                    progress(step, recipe.steps)
+        _run_steps(len(train), recipe, optimiser, step_loss, validate, log, progress)
     log.seconds = time.perf_counter() - start
     peft_encoder.eval()
     return peft_encoder, log
