@@ -148,3 +148,22 @@ def test_unaligned_pairs_are_refused_unless_allowed(tiny_model, real_pairs):
     result = sweep(tiny_model, [unaligned], "encoder.attn_out", layers=[1], progress=False,
                    allow_unaligned=True)  # fmt: skip
     assert result.patched.shape == (1, 1)
+
+
+def test_machinery_checks_pass_on_the_engine_and_can_fail(tiny_model, real_pairs):
+    """The E1 sanity checks: the whole-residual patch reproduces the clean metric (within
+    1e-4 nats) and a run patched into itself reproduces the base metric exactly; the
+    degenerate check does fail for a site that is not the whole residual."""
+    from listenkit.analyses.listen_layer.patch_sweep import pair_items
+    from listenkit.engine.patching import degenerate_patch_deviation, null_patch_deviation
+
+    items = pair_items(tiny_model, real_pairs, "ref_logprob", reference="greedy", mode="denoise")
+    assert degenerate_patch_deviation(tiny_model, items) <= 1e-4
+    assert degenerate_patch_deviation(tiny_model, items, site="encoder.attn_out") > 0.1
+    null = null_patch_deviation(
+        tiny_model,
+        items,
+        [Site(component="encoder.attn_out"), Site(component="encoder.head", heads=(1,))],
+    )
+    assert set(null) == {"encoder.attn_out", "encoder.head"}
+    assert max(null.values()) == 0.0

@@ -74,3 +74,21 @@ def test_claims_are_scheduled_by_module_and_parameters():
     e2 = "claims/test_e2_grounding.py::test_c3_gc_peaks_mid_to_late[whisper-base-noise]"
     assert claim_scope(e2) != claim_scope(e1)
     assert claim_scope("tests/test_sites.py::test_x") == "tests/test_sites.py::test_x"
+
+
+def test_costly_analyses_are_scheduled_first():
+    from types import SimpleNamespace
+
+    from fixtures.evidence import scheduling_cost
+
+    def item(module: str, model: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            fspath=f"claims/{module}.py", callspec=SimpleNamespace(params={"model_name": model})
+        )
+
+    e3_tiny = scheduling_cost(item("test_e3_lora", "whisper-tiny.en"))
+    e1_tiny = scheduling_cost(item("test_e1_listen_layer", "whisper-tiny.en"))
+    e1_base = scheduling_cost(item("test_e1_listen_layer", "whisper-base"))
+    e2_tiny = scheduling_cost(item("test_e2_grounding", "whisper-tiny.en"))
+    assert e3_tiny > e1_tiny > e2_tiny
+    assert e1_base > e1_tiny

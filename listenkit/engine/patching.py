@@ -8,6 +8,7 @@ module validates the request, batches the items and checks the results.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -15,10 +16,16 @@ from tqdm.auto import tqdm
 
 from listenkit.engine.batch import Batch, PatchItem, PatchResult, check_finite
 from listenkit.engine.site_tables import OPENAI_WHISPER
-from listenkit.engine.sites import Site, SiteError
+from listenkit.engine.sites import DegenerateSiteWarning, Site, SiteError
 from listenkit.models.speech_model import SpeechModel
 
-__all__ = ["BACKENDS", "Progress", "null_patch_deviation", "run_patching"]
+__all__ = [
+    "BACKENDS",
+    "Progress",
+    "degenerate_patch_deviation",
+    "null_patch_deviation",
+    "run_patching",
+]
 
 # True: a tqdm bar; False: silent; a callable: called with (items done, items in all)
 # after every batch (the claims suite prints it past pytest's capture).
@@ -126,3 +133,27 @@ def null_patch_deviation(
         progress=False,
     )  # fmt: skip
     return {r.site.component: float(np.abs(r.patched - r.base[:, None]).max()) for r in results}
+
+
+def degenerate_patch_deviation(
+    model: SpeechModel,
+    items: Sequence[PatchItem],
+    *,
+    site: str = "encoder.resid",
+    batch_size: int = 8,
+    backend: str = "hooks",
+) -> float:
+    """The degenerate check: patch the whole residual stream after block l (all
+    positions) from the source run into the base run, at every layer.
+
+    Everything downstream then is the source run, so every patched metric must equal the
+    source metric: returns ``max |m_patched - m_source|`` in nats over items and layers.
+    No floor is applied, so the check is never empty.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateSiteWarning)  # degenerate on purpose
+        (result,) = run_patching(
+            model, items, [Site(component=site)], batch_size=batch_size, backend=backend,
+            progress=False,
+        )  # fmt: skip
+    return float(np.abs(result.patched - result.source[:, None]).max())
