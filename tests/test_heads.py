@@ -108,6 +108,12 @@ def test_top_heads_random_sets_and_rank_p():
     assert {h for s in sets for h in s} == {(layer, h) for layer in (1, 2, 3) for h in (0, 1)}
     assert rank_p_value(1.0, [0.1, 0.2, 1.0]) == pytest.approx(2 / 4)
     assert rank_p_value(2.0, np.zeros(100)) == pytest.approx(1 / 101)
+    # ties within tie_rtol x |observed| below the observed value count as >=
+    assert rank_p_value(1.0, [0.99995, 0.5]) == pytest.approx(1 / 3)
+    assert rank_p_value(1.0, [0.99995, 0.5], tie_rtol=1e-4) == pytest.approx(2 / 3)
+    assert rank_p_value(-2.0, [-2.0001, -3.0], tie_rtol=1e-4) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="tie_rtol"):
+        rank_p_value(1.0, [0.5], tie_rtol=-1.0)
 
 
 def test_hypergeometric_overlap_against_a_hand_computation():
@@ -136,3 +142,35 @@ def test_alignment_heads_decode_like_openai_whisper(name, layers, heads):
         alignment_mask(name, layers + 1, heads)
     with pytest.raises(KeyError, match="no alignment heads"):
         alignment_mask("whisper-nonexistent", layers, heads)
+
+
+@pytest.mark.parametrize(
+    ("kind", "k", "supported"), [("one", 2, True), ("five", 3, True), ("spread", 2, False)]
+)
+def test_planted_listen_heads_are_found_and_tested_against_random_sets(kind, k, supported):
+    """Planted truth for C6-sufficient: one known listen head, a known five-head circuit
+    (the top 5 are found on half A and beat R = 20 random sets on half B) and an effect
+    spread evenly over all 32 heads (not called a circuit: equal effects are ties)."""
+    from listenkit.analyses.heads import head_set_recovery
+    from listenkit.planted.encoder import N_LAYERS, planted_pairs
+    from listenkit.planted.heads import HEADS, listen_heads, planted_head_model
+    from listenkit.stats import split_halves
+
+    model = planted_head_model(kind)
+    items = pair_items(model, planted_pairs(k, 8), "ref_logprob", reference="greedy")
+    in_a = split_halves([it.id for it in items], salt="listenkit-preregistration-v2")
+    half_a = [it for it, a in zip(items, in_a, strict=True) if a]
+    half_b = [it for it, a in zip(items, in_a, strict=True) if not a]
+    assert len(half_a) >= 2 and len(half_b) >= 2
+    effects = head_sweep(model, items=half_a, progress=False).effects()
+    top = top_heads(effects, 5)
+    if kind == "spread":
+        assert np.ptp(effects) < 1e-3 * np.abs(effects).max()  # every head the same
+    else:
+        planted = listen_heads(kind, k)
+        assert set(top[: len(planted)]) == set(planted)
+        others = [e for (layer, h), e in np.ndenumerate(effects) if (layer + 1, h) not in planted]
+        assert np.abs(others).max() < 0.01
+    sets = random_head_sets(N_LAYERS, HEADS, 5, 20, np.random.default_rng(20260226))
+    result = head_set_recovery(model, half_b, tuple(sorted(top)), sets, tie_rtol=1e-4)
+    assert (result["p_value"] < 0.05) == supported, result["p_value"]

@@ -149,6 +149,7 @@ def head_set_recovery(
     random_sets: Sequence[HeadSet],
     *,
     batch_size: int = 8,
+    tie_rtol: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Recovery ``sum(m(set) - m_corrupt) / sum(m_clean - m_corrupt)`` of the chosen set
@@ -162,7 +163,8 @@ def head_set_recovery(
         "statistic": "ratio-of-means recovery of the set",
         "observed": float(recovery[0]),
         "null": recovery[1:].tolist(),
-        "p_value": rank_p_value(float(recovery[0]), recovery[1:]),
+        "p_value": rank_p_value(float(recovery[0]), recovery[1:], tie_rtol=tie_rtol),
+        "tie_rtol": tie_rtol,
         "R": len(random_sets),
     }
 
@@ -174,6 +176,7 @@ def head_set_knockout(
     random_sets: Sequence[HeadSet],
     *,
     batch_size: int = 8,
+    tie_rtol: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Mean ablation in the clean runs (``item.source``): each set's head outputs replaced
@@ -194,6 +197,7 @@ def head_set_knockout(
         "statistic": "mean drop of the clean metric under mean ablation (nats)",
         "observed": float(drop[0]),
         "null": drop[1:].tolist(),
-        "p_value": rank_p_value(float(drop[0]), drop[1:]),
+        "p_value": rank_p_value(float(drop[0]), drop[1:], tie_rtol=tie_rtol),
+        "tie_rtol": tie_rtol,
         "R": len(random_sets),
     }

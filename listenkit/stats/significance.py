@@ -53,13 +53,18 @@ def permutation_test_head_set(
     }
 
 
-def rank_p_value(observed: float, null: Sequence[float]) -> float:
-    """One-sided rank p-value against ``R`` random draws: ``(1 + #{null >= observed}) /
-    (1 + R)`` (never 0; the smallest possible value is ``1 / (1 + R)``)."""
+def rank_p_value(observed: float, null: Sequence[float], *, tie_rtol: float = 0.0) -> float:
+    """One-sided rank p-value against ``R`` random draws: ``(1 + #{null >= observed - tol})
+    / (1 + R)`` with ``tol = tie_rtol * |observed|`` (never 0; the smallest possible value
+    is ``1 / (1 + R)``). ``tie_rtol`` counts draws within that relative distance below
+    the observed value as ties, so that rounding cannot decide between equal effects."""
     null = np.asarray(null, dtype=np.float64)
     if null.ndim != 1 or null.size == 0:
         raise ValueError("need at least one random draw")
-    return float((1 + np.count_nonzero(null >= observed)) / (1 + null.size))
+    if not tie_rtol >= 0:
+        raise ValueError(f"tie_rtol must be >= 0, got {tie_rtol}")
+    threshold = observed - tie_rtol * abs(observed)
+    return float((1 + np.count_nonzero(null >= threshold)) / (1 + null.size))
 
 
 def hypergeometric_overlap(overlap: int, population: int, marked: int, drawn: int) -> float:
