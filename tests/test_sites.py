@@ -83,7 +83,8 @@ def test_costly_analyses_are_scheduled_first():
 
     def item(module: str, model: str) -> SimpleNamespace:
         return SimpleNamespace(
-            fspath=f"claims/{module}.py", callspec=SimpleNamespace(params={"model_name": model})
+            nodeid=f"claims/{module}.py::test_x[{model}-noise]",
+            callspec=SimpleNamespace(params={"model_name": model}),
         )
 
     e3_tiny = scheduling_cost(item("test_e3_lora", "whisper-tiny.en"))
