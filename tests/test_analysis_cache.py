@@ -106,3 +106,34 @@ def test_any_key_part_changes_the_key():
         entry_key("E2", "whisper-base", "noise", "full", weights="w", stimuli="s"),
     ):
         assert other != base
+
+
+def test_a_batch_checkpoint_is_on_disk_after_every_batch(tmp_path, monkeypatch):
+    from fixtures.analysis_cache import BatchCheckpoint, cached_analysis
+
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    path = tmp_path / "partial.pkl"
+    done = BatchCheckpoint(path)
+    done[0] = ("a", 1)
+    assert dict(BatchCheckpoint(path)) == {0: ("a", 1)}  # a new process sees it
+    assert dict(BatchCheckpoint(path, fresh=True)) == {}  # --fresh starts over
+    done.discard()
+    assert not path.exists()
+
+    seen = []
+
+    def compute(done):
+        seen.append(dict(done))
+        done[0] = "first batch"
+        if len(seen) == 1:
+            raise KeyboardInterrupt  # killed after its first batch
+        return "result"
+
+    parts = {"weights": "w", "stimuli": "s"}
+    with pytest.raises(KeyboardInterrupt):
+        cached_analysis(None, "E4-test", "m", "f", "smoke", parts, compute, batches=True)
+    assert cached_analysis(None, "E4-test", "m", "f", "smoke", parts, compute, batches=True) == (
+        "result"
+    )
+    assert seen == [{}, {0: "first batch"}]  # the rerun started from the checkpoint
+    assert not list((tmp_path / "analyses").glob("*.partial.pkl"))  # dropped when done

@@ -174,3 +174,28 @@ def test_planted_listen_heads_are_found_and_tested_against_random_sets(kind, k, 
     sets = random_head_sets(N_LAYERS, HEADS, 5, 20, np.random.default_rng(20260226))
     result = head_set_recovery(model, half_b, tuple(sorted(top)), sets, tie_rtol=1e-4)
     assert (result["p_value"] < 0.05) == supported, result["p_value"]
+
+
+def test_head_sets_resume_from_finished_batches(tiny_model, pairs):
+    """A run killed after its first batch resumes from ``done`` and gives the numbers of
+    an uninterrupted run; finished batches are taken from ``done``, not recomputed."""
+    items = pair_items(tiny_model, pairs)
+    sets = [((1, 0), (3, 2)), ((2, 1),)]
+    whole = run_head_sets(tiny_model, items, sets, batch_size=1)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(done_items, _total):
+        raise Killed
+
+    done: dict = {}
+    with pytest.raises(Killed):
+        run_head_sets(tiny_model, items, sets, batch_size=1, done=done, progress=kill_after_first)
+    assert list(done) == [0]
+    resumed = run_head_sets(tiny_model, items, sets, batch_size=1, done=done)
+    for a, b in zip(whole, resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(done) == [0, 1]
+    done[0] = (np.zeros(1), np.zeros(1), np.zeros((1, 2)))  # taken as is
+    assert run_head_sets(tiny_model, items, sets, batch_size=1, done=done)[0][0] == 0.0

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,11 +151,17 @@ def head_set_recovery(
     batch_size: int = 8,
     tie_rtol: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
+    done: MutableMapping | None = None,
 ) -> dict[str, Any]:
     """Recovery ``sum(m(set) - m_corrupt) / sum(m_clean - m_corrupt)`` of the chosen set
     (patched together from the clean run) against random sets; rank p-value."""
     clean, corrupt, patched = run_head_sets(
-        model, items, [chosen, *random_sets], batch_size=batch_size, progress=progress
+        model,
+        items,
+        [chosen, *random_sets],
+        batch_size=batch_size,
+        progress=progress,
+        done=done,
     )
     gap = float(np.sum(clean - corrupt))
     recovery = (patched - corrupt[:, None]).sum(axis=0) / gap
@@ -178,6 +184,7 @@ def head_set_knockout(
     batch_size: int = 8,
     tie_rtol: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
+    done: MutableMapping | None = None,
 ) -> dict[str, Any]:
     """Mean ablation in the clean runs (``item.source``): each set's head outputs replaced
     by their per-position means over the items' clean runs; the statistic is the mean
@@ -191,6 +198,7 @@ def head_set_knockout(
         means=means,
         batch_size=batch_size,
         progress=progress,
+        done=done,
     )
     drop = (clean[:, None] - ablated).mean(axis=0)
     return {

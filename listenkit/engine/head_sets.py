@@ -12,7 +12,7 @@ ablation) and restarts at the set's lowest layer. Hooks backend only.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -97,10 +97,13 @@ def run_head_sets(
     means: Mapping[int, torch.Tensor] | None = None,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    done: MutableMapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(m_source [n], m_base [n], m_patched [n, sets])`` with each set's heads taken from
     the source run (or from ``means``: mean ablation of the base run). ``progress`` is
-    called with (items done, items) after every batch."""
+    called with (items done, items) after every batch. ``done`` (batch start -> its
+    three arrays) holds finished batches: they are taken from it, not recomputed, and
+    every new batch is added (a checkpoint to resume a killed run from)."""
     if not items:
         raise ValueError("no items")
     _check_sets(model, head_sets)
@@ -110,8 +113,13 @@ def run_head_sets(
     m_source, m_base = np.empty(n), np.empty(n)
     patched = np.empty((n, len(head_sets)))
     for start in range(0, n, batch_size):
-        batch = Batch(model, items[start : start + batch_size])
-        rows = slice(start, start + len(batch.items))
+        rows = slice(start, min(n, start + batch_size))
+        if done is not None and start in done:
+            m_source[rows], m_base[rows], patched[rows] = done[start]
+            if progress is not None:
+                progress(rows.stop, n)
+            continue
+        batch = Batch(model, items[rows])
         # mean ablation of a run into itself (knockout): the source run is the base run
         self_ablation = means is not None and all(it.source is it.base for it in batch.items)
         store: dict = {}
@@ -135,6 +143,8 @@ def run_head_sets(
                     x = block(x)
                 features = module.encoder.ln_post(x)
             patched[rows, j] = decode_metric(model, features, batch.base, per_item=True)
+        if done is not None:
+            done[start] = (m_source[rows].copy(), m_base[rows].copy(), patched[rows].copy())
         if progress is not None:
             progress(rows.stop, n)
     ids = [it.id for it in items]
