@@ -55,6 +55,33 @@ def _codes() -> np.ndarray:
     return codes
 
 
+def _set_front_end(enc, gen: torch.Generator) -> None:
+    """Conv front end: mel -> random ``S1`` content, nothing else; positional embedding:
+    a one-hot region code (``_codes``) of size 30 in ``S0``. Works for any ``d_model``."""
+    enc.conv1.weight[S1] = torch.randn(16, 80, 3, generator=gen) * 0.3
+    enc.conv2.weight[S1, S1] = torch.randn(16, 16, 3, generator=gen) * 0.3
+    pos = torch.zeros_like(enc.positional_embedding)
+    pos[torch.arange(pos.shape[0]), torch.as_tensor(_codes())] = 30.0
+    enc.positional_embedding.copy_(pos)
+
+
+def _set_decoder(dec, gen: torch.Generator) -> None:
+    """A decoder whose cross-attention reads ``S2`` of region ``R``'s frames only."""
+    d = dec.token_embedding.weight.shape[1]
+    dec.token_embedding.weight.copy_(torch.randn(51864, d, generator=gen) * 0.5)
+    dec.positional_embedding.copy_(torch.randn(448, d, generator=gen) * 0.1)
+    for block in dec.blocks:
+        for ln in (block.attn_ln, block.cross_attn_ln, block.mlp_ln):
+            ln.weight.fill_(1.0)
+        # cross-attention: every query attends to R's frames, reads S2 (moved info)
+        block.cross_attn.query.bias[S0] = 0.0
+        block.cross_attn.query.bias[_CODE_R] = 400.0
+        block.cross_attn.key.weight[S0, S0] = torch.eye(16)
+        block.cross_attn.value.weight[S2, S2] = torch.eye(16)
+        block.cross_attn.out.weight[:, S2] = torch.randn(d, 16, generator=gen) * 3.0
+    dec.ln.weight.fill_(1.0)
+
+
 def planted_model(
     k: int | None, *, seed: int = 0, reads: tuple[int, ...] | None = None
 ) -> SpeechModel:
@@ -75,18 +102,11 @@ def planted_model(
         n_vocab=51864, n_text_ctx=448, n_text_state=D, n_text_head=1, n_text_layer=1,
     )  # fmt: skip
     module = whisper.model.Whisper(dims)
-    big = 30.0
     with torch.no_grad():
         for p in module.parameters():
             p.zero_()
         enc = module.encoder
-        # conv front end: mel -> S1 content (random), nothing else
-        enc.conv1.weight[S1] = torch.randn(16, 80, 3, generator=gen) * 0.3
-        enc.conv2.weight[S1, S1] = torch.randn(16, 16, 3, generator=gen) * 0.3
-        # positional embedding: a one-hot region code in S0
-        pos = torch.zeros(1500, D)
-        pos[torch.arange(1500), torch.as_tensor(_codes())] = big
-        enc.positional_embedding.copy_(pos)
+        _set_front_end(enc, gen)
         # one rotation for every block, so that no block is special by construction
         rotation = torch.linalg.qr(torch.randn(16, 16, generator=gen))[0]
         for j, block in enumerate(enc.blocks, start=1):
@@ -106,19 +126,7 @@ def planted_model(
             block.attn.value.weight[S1, S1] = torch.eye(16)
             block.attn.out.weight[S2, S1] = rotation * 200.0
         enc.ln_post.weight.fill_(1.0)
-        dec = module.decoder
-        dec.token_embedding.weight.copy_(torch.randn(51864, D, generator=gen) * 0.5)
-        dec.positional_embedding.copy_(torch.randn(448, D, generator=gen) * 0.1)
-        for block in dec.blocks:
-            for ln in (block.attn_ln, block.cross_attn_ln, block.mlp_ln):
-                ln.weight.fill_(1.0)
-            # cross-attention: every query attends to R's frames, reads S2 (moved info)
-            block.cross_attn.query.bias[S0] = 0.0
-            block.cross_attn.query.bias[_CODE_R] = 400.0
-            block.cross_attn.key.weight[S0, S0] = torch.eye(16)
-            block.cross_attn.value.weight[S2, S2] = torch.eye(16)
-            block.cross_attn.out.weight[:, S2] = torch.randn(D, 16, generator=gen) * 3.0
-        dec.ln.weight.fill_(1.0)
+        _set_decoder(module.decoder, gen)
     name = "planted" if k is None else f"planted-k{k}"
     if reads != tuple(range(1, N_LAYERS + 1)):
         name += "-reads" + "".join(map(str, reads))

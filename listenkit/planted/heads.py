@@ -27,14 +27,23 @@ import torch
 import whisper
 
 from listenkit.models.speech_model import SpeechModel
-from listenkit.planted.encoder import _CODE_BG, _CODE_R, _LN_EPS, N_LAYERS, _codes
+from listenkit.planted.encoder import (
+    _CODE_BG,
+    _CODE_R,
+    _LN_EPS,
+    N_LAYERS,
+    S0,
+    S1,
+    S2,
+    _set_decoder,
+    _set_front_end,
+)
 
 __all__ = ["HEADS", "KINDS", "LISTEN_HEADS", "SPREAD_REGION", "listen_heads", "planted_head_model"]
 
 HEADS = 8
 WIDTH = 12
 D = HEADS * WIDTH  # 96: S0, S1, S2 as in planted.encoder, the rest unused
-S0, S1, S2 = slice(0, 16), slice(16, 32), slice(32, 48)
 KINDS = ("one", "five", "spread")
 # block j -> its listen heads: "one" uses the first, "five" all five
 LISTEN_HEADS = {1: (6, 0, 3, 4, 7), 2: (5, 1, 2, 6, 7), 3: (2, 0, 4, 5, 6), 4: (3, 1, 2, 5, 7)}
@@ -63,7 +72,7 @@ def planted_head_model(kind: str, *, seed: int = 0) -> SpeechModel:
         n_text_head=1, n_text_layer=1,
     )  # fmt: skip
     module = whisper.model.Whisper(dims)
-    big, match = 30.0, 40.0  # codes are ~0.3 after the near-linear LayerNorm: scores ~60
+    match = 40.0  # codes are ~0.3 after the near-linear LayerNorm: scores ~60
     listening = {"one": 1, "five": 5, "spread": HEADS}[kind]
     # the listeners of a block add up to the total write of planted.encoder; "spread"
     # has every head of every block listen to the same region, a quarter each per block
@@ -72,11 +81,7 @@ def planted_head_model(kind: str, *, seed: int = 0) -> SpeechModel:
         for p in module.parameters():
             p.zero_()
         enc = module.encoder
-        enc.conv1.weight[S1] = torch.randn(16, 80, 3, generator=gen) * 0.3
-        enc.conv2.weight[S1, S1] = torch.randn(16, 16, 3, generator=gen) * 0.3
-        pos = torch.zeros(1500, D)
-        pos[torch.arange(1500), torch.as_tensor(_codes())] = big
-        enc.positional_embedding.copy_(pos)
+        _set_front_end(enc, gen)
         # each head writes its 12 dims into S2 through orthonormal columns
         writes = torch.linalg.qr(torch.randn(HEADS, 16, WIDTH, generator=gen))[0]
         for j, block in enumerate(enc.blocks, start=1):
@@ -104,18 +109,7 @@ def planted_head_model(kind: str, *, seed: int = 0) -> SpeechModel:
                 write = write if h in listeners else writes[HEADS - 1 - h]
                 block.attn.out.weight[S2, base : base + WIDTH] = write * gain
         enc.ln_post.weight.fill_(1.0)
-        dec = module.decoder
-        dec.token_embedding.weight.copy_(torch.randn(51864, D, generator=gen) * 0.5)
-        dec.positional_embedding.copy_(torch.randn(448, D, generator=gen) * 0.1)
-        for block in dec.blocks:
-            for ln in (block.attn_ln, block.cross_attn_ln, block.mlp_ln):
-                ln.weight.fill_(1.0)
-            block.cross_attn.query.bias[S0] = 0.0
-            block.cross_attn.query.bias[_CODE_R] = 400.0
-            block.cross_attn.key.weight[S0, S0] = torch.eye(16)
-            block.cross_attn.value.weight[S2, S2] = torch.eye(16)
-            block.cross_attn.out.weight[:, S2] = torch.randn(D, 16, generator=gen) * 3.0
-        dec.ln.weight.fill_(1.0)
+        _set_decoder(module.decoder, gen)
     return SpeechModel(
         name=f"planted-heads-{kind}", module=module.eval(), source="listenkit.planted.heads"
     )

@@ -186,7 +186,7 @@ def praat_voice_pairs(
 
     Both utterances have exactly the same length; each pair's meta records the
     alignment check (equal lengths, correlation of the 20-ms RMS envelopes)."""
-    from listenkit.stimuli.prosody import change_voice, envelope_correlation
+    from listenkit.stimuli.prosody import PRAAT_SEED, change_voice, envelope_correlation
 
     texts = _check_texts(texts)
     params = {
@@ -195,7 +195,7 @@ def praat_voice_pairs(
         "formant_shift_ratio": float(formant_shift_ratio),
         "new_pitch_median": float(new_pitch_median),
         "pitch_range_factor": float(pitch_range_factor),
-        "praat_seed": 0,  # Praat's resynthesis is random; seeded per call since 2026-11-27
+        "praat_seed": PRAAT_SEED,  # Praat's resynthesis is seeded per call (cache key)
     }
     change = {k: v for k, v in params.items() if k not in ("texts", "voice", "praat_seed")}
 
@@ -206,7 +206,7 @@ def praat_voice_pairs(
         pairs = []
         for i, text in enumerate(texts):
             clean = tts.synthesize(text)
-            corrupt = change_voice(clean, **change)
+            corrupt = change_voice(clean, **change, seed=PRAAT_SEED)
             pid = f"praat-voice-f{formant_shift_ratio:g}-p{new_pitch_median:g}/{i:04d}"
             pairs.append(
                 Pair(

@@ -14,12 +14,15 @@ import numpy as np
 from listenkit.models.audio import MODEL_SAMPLE_RATE, AudioError, as_waveform
 
 __all__ = [
+    "PRAAT_SEED",
     "PROSODY_CLASSES",
     "PraatUnavailableError",
     "change_voice",
     "envelope_correlation",
     "prosody_class",
 ]
+
+PRAAT_SEED = 0  # Praat's resynthesis is random: every call is seeded (stimulus cache keys)
 
 
 class PraatUnavailableError(RuntimeError):
@@ -52,7 +55,7 @@ def change_voice(
     min_pitch: float = 75.0,
     max_pitch: float = 600.0,
     sample_rate: int = MODEL_SAMPLE_RATE,
-    seed: int = 0,
+    seed: int = PRAAT_SEED,
 ) -> np.ndarray:
     """Praat "Change gender" with duration factor 1: float32, exactly as many samples.
 

@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from listenkit.stimuli.pairs import _check_texts, _versions, _voice
-from listenkit.stimuli.prosody import PROSODY_CLASSES, envelope_correlation, prosody_class
+from listenkit.stimuli.prosody import (
+    PRAAT_SEED,
+    PROSODY_CLASSES,
+    envelope_correlation,
+    prosody_class,
+)
 from listenkit.stimuli.store import StimulusSet, cached_stimulus_set
 from listenkit.stimuli.types import Pair, Utterance
 
@@ -29,7 +34,7 @@ def prosody_utterances(
     sentence then class."""
     texts = _check_texts(texts)
     params = {"texts": texts, "voice": voice, "rms": float(rms), "classes": PROSODY_CLASSES,
-              "praat_seed": 0}  # fmt: skip
+              "praat_seed": PRAAT_SEED}  # fmt: skip
 
     def build():
         import parselmouth
