@@ -199,3 +199,30 @@ def test_head_sets_resume_from_finished_batches(tiny_model, pairs):
     assert sorted(done) == [0, 1]
     done[0] = (np.zeros(1), np.zeros(1), np.zeros((1, 2)))  # taken as is
     assert run_head_sets(tiny_model, items, sets, batch_size=1, done=done)[0][0] == 0.0
+
+
+def test_head_sweep_resumes_from_finished_batches(tiny_model, pairs):
+    """The single-head sweep (``run_patching`` underneath) killed after its first batch
+    resumes from ``done`` with the numbers of an uninterrupted sweep."""
+    items = pair_items(tiny_model, pairs)
+    whole = head_sweep(tiny_model, items=items, batch_size=1, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(done_items, _total):
+        raise Killed
+
+    done: dict = {}
+    with pytest.raises(Killed):
+        head_sweep(tiny_model, items=items, batch_size=1, progress=kill_after_first, done=done)
+    assert list(done) == [0]
+    resumed = head_sweep(tiny_model, items=items, batch_size=1, progress=False, done=done)
+    np.testing.assert_array_equal(whole.patched, resumed.patched)
+    np.testing.assert_array_equal(whole.clean, resumed.clean)
+    assert sorted(done) == list(range(len(items)))
+    source, base, values = done[0]
+    done[0] = (source * 0, base, values)  # finished batches are taken as they are
+    assert (
+        head_sweep(tiny_model, items=items, batch_size=1, progress=False, done=done).clean[0] == 0
+    )

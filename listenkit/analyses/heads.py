@@ -98,9 +98,11 @@ def head_sweep(
     floor: float = 1.0,
     batch_size: int = 8,
     progress: Progress = True,
+    done: MutableMapping[int, tuple] | None = None,
 ) -> HeadSweep:
     """Denoise every single head at every layer (``stack``: encoder or decoder cross) for
-    minimal ``pairs`` (or ready-made denoising ``items``, e.g. from ``pair_items``)."""
+    minimal ``pairs`` (or ready-made denoising ``items``, e.g. from ``pair_items``).
+    ``done``: finished batches, as in ``run_patching`` (a checkpoint to resume from)."""
     if stack not in COMPONENT:
         raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
     if (pairs is None) == (items is None):
@@ -109,7 +111,7 @@ def head_sweep(
     if items is None:
         items = pair_items(model, pairs, metric, reference=reference, batch_size=batch_size)
     sites = [Site(component=COMPONENT[stack], heads=(h,)) for h in range(n_heads)]
-    results = run_patching(model, items, sites, batch_size=batch_size, progress=progress)
+    results = run_patching(model, items, sites, batch_size=batch_size, progress=progress, done=done)
     return HeadSweep(
         stack=stack,
         ids=tuple(it.id for it in items),

@@ -9,7 +9,7 @@ module validates the request, batches the items and checks the results.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -44,12 +44,16 @@ def run_patching(
     backend: str = "hooks",
     progress: Progress = True,
     encoder_memo: dict | None = None,
+    done: MutableMapping[int, tuple] | None = None,
 ) -> list[PatchResult]:
     """Patch each site at each of its layers (or ``layers``) for every item.
 
     Returns per-item metric values of the source, base and patched runs. With only
     decoder sites, ``encoder_memo`` (a dict shared between calls) caches encoder
     outputs by audio sha256, so audio seen before is not encoded again (hooks backend).
+    ``done`` (batch start -> (source [b], base [b], {site: patched [b, layers]})) holds
+    finished batches: they are taken from it, not recomputed, and every new batch is
+    added (a checkpoint to resume a killed sweep from).
     """
     if not items:
         raise ValueError("no items to patch")
@@ -82,15 +86,15 @@ def run_patching(
     with tqdm(total=total, disable=progress is not True, desc="patching", unit="run") as bar:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            batch = Batch(model, chunk)
-            if backend == "hooks":
-                from listenkit.engine.backends.hooks import run_batch_hooks
-
-                src, base, values = run_batch_hooks(model, batch, sites, site_layers, encoder_memo)
+            if done is not None and start in done:
+                src, base, values = done[start]
             else:
-                from listenkit.engine.backends.nnsight import run_batch_nnsight
-
-                src, base, values = run_batch_nnsight(model, batch, sites, site_layers)
+                src, base, values = _run_batch(
+                    model, Batch(model, chunk), sites, site_layers, backend, encoder_memo
+                )
+                if done is not None:
+                    done[start] = (np.asarray(src), np.asarray(base),
+                                   {s: np.asarray(values[s]) for s in sites})  # fmt: skip
             m_source[start : start + len(chunk)] = src
             m_base[start : start + len(chunk)] = base
             for s in sites:
@@ -108,6 +112,16 @@ def run_patching(
         )
         for s in sites
     ]
+
+
+def _run_batch(model, batch, sites, site_layers, backend, encoder_memo):
+    if backend == "hooks":
+        from listenkit.engine.backends.hooks import run_batch_hooks
+
+        return run_batch_hooks(model, batch, sites, site_layers, encoder_memo)
+    from listenkit.engine.backends.nnsight import run_batch_nnsight
+
+    return run_batch_nnsight(model, batch, sites, site_layers)
 
 
 def null_patch_deviation(
