@@ -7,7 +7,12 @@ import json
 import pytest
 
 from listenkit.report.cli import main as cli_main
-from listenkit.report.ledger_table import compare_ledgers, load_ledger, markdown_matrix
+from listenkit.report.ledger_table import (
+    compare_ledgers,
+    load_ledger,
+    markdown_matrix,
+    merge_ledgers,
+)
 
 
 def _entry(claim, model, family, verdict, observed=None, **extra):
@@ -96,3 +101,24 @@ def test_html_page_puts_the_matrix_first_and_embeds_every_plot(tmp_path):
     assert page.index("verdict-matrix") < page.index("<section")
     assert "A sharp causal peak" in page and page.count("data:image/png;base64,") == 2
     assert 'id="C1-whisper-base-noise"' in page and 'href="#C1-whisper-base-noise"' in page
+
+
+def test_several_runs_merge_into_one_matrix(tmp_path, capsys):
+    e3 = {"profile": "full", "underpowered": False, "preregistration_version": 2,
+          "claims": [_entry("C4", "whisper-base", "asr-noise", "not supported", 0.08)]}  # fmt: skip
+    (tmp_path / "e12.json").write_text(json.dumps(NEW))
+    (tmp_path / "e3.json").write_text(json.dumps(e3))
+    assert cli_main(["report", str(tmp_path / "e12.json"), str(tmp_path / "e3.json"),
+                     "--markdown"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "| claim | whisper-base asr-noise | whisper-base noise | whisper-base voice |" in text
+    assert "| C4 | not supported (0.08) |  |  |" in text
+    assert merge_ledgers([NEW, e3])["claims"][-1]["claim"] == "C4"
+    with pytest.raises(ValueError, match="cells in more than one ledger: C1 whisper-base noise"):
+        merge_ledgers([NEW, NEW])
+    with pytest.raises(ValueError, match="different preregistration_versions"):
+        merge_ledgers([OLD, e3])
+    (tmp_path / "old.json").write_text(json.dumps(OLD))
+    assert cli_main(["report", str(tmp_path / "old.json"), str(tmp_path / "e3.json"),
+                     "--markdown"]) == 2  # fmt: skip
+    assert "different preregistration_versions" in capsys.readouterr().err

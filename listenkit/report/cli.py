@@ -31,7 +31,12 @@ from listenkit.analyses.grounding.margins import text_dominance_ratio
 from listenkit.analyses.grounding.whisper import grounding_sweep
 from listenkit.engine.site_tables import OPENAI_WHISPER
 from listenkit.report.evidence import write_json_atomic
-from listenkit.report.ledger_table import compare_ledgers, load_ledger, markdown_matrix
+from listenkit.report.ledger_table import (
+    compare_ledgers,
+    load_ledger,
+    markdown_matrix,
+    merge_ledgers,
+)
 from listenkit.report.plots import plot_grounding, plot_layer_claim
 from listenkit.report.publish import publish_run
 from listenkit.stats.grounding import bootstrap_grounding
@@ -156,10 +161,12 @@ def _report_command(args: argparse.Namespace) -> int:
         changed = compare_ledgers(*ledgers)
         print("\n".join(changed) if changed else "no verdict changed")
         return 0
-    if len(ledgers) != 1:
-        print("--markdown takes one ledger", file=sys.stderr)
+    try:
+        merged = ledgers[0] if len(ledgers) == 1 else merge_ledgers(ledgers)
+    except ValueError as err:
+        print(err, file=sys.stderr)
         return 2
-    print(markdown_matrix(ledgers[0]), end="")
+    print(markdown_matrix(merged), end="")
     return 0
 
 
@@ -197,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         "report", help="the verdict ledger as a Markdown matrix, or what changed between two"
     )
     report.add_argument(
-        "ledgers", nargs="+", help="verdicts.json (or its folder); two with --compare"
+        "ledgers",
+        nargs="+",
+        help="verdicts.json (or its folder); two with --compare; several distinct runs "
+        "are merged into one matrix with --markdown",
     )
     report.add_argument("--markdown", action="store_true", help="print the verdict matrix")
     report.add_argument("--compare", action="store_true", help="list verdicts that changed")

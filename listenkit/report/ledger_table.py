@@ -1,7 +1,8 @@
 """The verdict ledger as tables: a Markdown verdict matrix, and what changed between two.
 
 ``listenkit report LEDGER --markdown`` prints the matrix (rows = claims, columns =
-model x family, each cell the verdict and the observed statistic); ``listenkit report
+model x family, each cell the verdict and the observed statistic; several ledgers of
+distinct runs are merged into one matrix); ``listenkit report
 OLD NEW --compare`` lists the cells whose verdict changed. The README's verdict tables
 are generated this way, never typed by hand.
 """
@@ -13,7 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cell_anchor", "compare_ledgers", "html_matrix", "load_ledger", "markdown_matrix"]
+__all__ = [
+    "cell_anchor",
+    "compare_ledgers",
+    "html_matrix",
+    "load_ledger",
+    "markdown_matrix",
+    "merge_ledgers",
+]
 
 SYMBOL = {
     "supported": "**supported**",
@@ -36,6 +44,35 @@ def load_ledger(path: str | Path) -> dict[str, Any]:
     if "claims" not in ledger:
         raise ValueError(f"{path} is not a verdict ledger (no 'claims')")
     return ledger
+
+
+def merge_ledgers(ledgers: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several runs' ledgers as one (e.g. the published full-profile runs of different
+    experiments). They must share the profile and the pre-registration version, and no
+    (claim, model, family) cell may come from two of them."""
+    if not ledgers:
+        raise ValueError("no ledgers to merge")
+    for key in ("profile", "preregistration_version"):
+        values = {ledger.get(key) for ledger in ledgers}
+        if len(values) > 1:
+            raise ValueError(
+                f"ledgers of different {key}s cannot be merged: {sorted(map(str, values))}"
+            )
+    seen: set[tuple[str, str, str]] = set()
+    twice = set()
+    for ledger in ledgers:
+        for e in ledger["claims"]:
+            cell = (e["claim"], e["model"], e["family"])
+            (twice if cell in seen else seen).add(cell)
+    if twice:
+        listed = ", ".join(" ".join(c) for c in sorted(twice))
+        raise ValueError(f"cells in more than one ledger: {listed}; merge distinct runs only")
+    return {
+        "profile": ledgers[0].get("profile"),
+        "preregistration_version": ledgers[0].get("preregistration_version"),
+        "underpowered": any(ledger.get("underpowered") for ledger in ledgers),
+        "claims": [e for ledger in ledgers for e in ledger["claims"]],
+    }
 
 
 def _number(value: Any) -> str:
