@@ -7,5 +7,6 @@ pytest_plugins = [
     "fixtures.evidence",
     "fixtures.analyses",
     "fixtures.adaptation",
+    "fixtures.heads",
     "pytester",
 ]
