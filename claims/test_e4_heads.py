@@ -16,7 +16,7 @@ from fixtures.stimuli import preregistration
 from listenkit.analyses.heads import top_heads
 from listenkit.models.alignment_heads import alignment_heads
 from listenkit.report.evidence import environment
-from listenkit.report.plots import plot_heads
+from listenkit.report.head_plots import plot_head_claim
 from listenkit.stats import hypergeometric_overlap
 
 PREREG = preregistration()
@@ -91,18 +91,10 @@ def _set_claim(claim_id, key, model_name, family, e4, profile, claim_record):
         R=result["R"],
         **e4.halves,
     )
-    claim_record.write(
-        claim_id, model_name, family, _evidence(e4, claim_id, profile) | {key: result}
-    )
-    plot_heads(
-        claim_record.plot_path(claim_id, model_name, family),
-        e4.encoder.effects(e4.in_a),
-        title=f"{claim_id} {model_name} {family}: encoder heads on half A (x = top-5); "
-        f"rank p on half B = {result['p_value']:.3f}",
-        marked=e4.top,
-        null=np.asarray(result["null"]),
-        observed=result["observed"],
-    )
+    evidence = _evidence(e4, claim_id, profile) | {key: result}
+    claim_record.write(claim_id, model_name, family, evidence)
+    plot_head_claim(claim_record.plot_path(claim_id, model_name, family), claim_id,
+                    f"{model_name} {family}", evidence)  # fmt: skip
     assert result["p_value"] < CLAIMS[claim_id]["threshold"], (
         f"{claim_id} not supported on {model_name}/{family} before Holm: rank p = "
         f"{result['p_value']:.3f} (top-5 {result['observed']:.3f} vs random-set median "
@@ -138,19 +130,12 @@ def test_c6_top_heads_lie_at_the_listen_layer(model_name, family, e4, profile, c
     p = hypergeometric_overlap(at_peak, e4.n_layers * e4.n_heads, e4.n_heads, k)
     _p_value_record(claim_id, p, claim_record, L_star_half_a=e4.l_star_a, top_at_L_star=at_peak,
                     top_heads=[list(h) for h in e4.top], **e4.halves)  # fmt: skip
-    claim_record.write(
-        claim_id, model_name, family,
-        _evidence(e4, claim_id, profile) | {"L_star_half_a": e4.l_star_a,
-                                            "top_at_L_star": at_peak, "p_value": p},
-    )  # fmt: skip
-    plot_heads(
-        claim_record.plot_path(claim_id, model_name, family),
-        e4.encoder.effects(e4.in_a),
-        title=f"{claim_id} {model_name} {family}: {at_peak} of the top-5 (x) at L* = "
-        f"{e4.l_star_a}; hypergeometric p = {p:.3f}",
-        marked=e4.top,
-        outlined=[(e4.l_star_a, h) for h in range(e4.n_heads)],
-    )
+    evidence = _evidence(e4, claim_id, profile) | {
+        "L_star_half_a": e4.l_star_a, "top_at_L_star": at_peak, "p_value": p,
+    }  # fmt: skip
+    claim_record.write(claim_id, model_name, family, evidence)
+    plot_head_claim(claim_record.plot_path(claim_id, model_name, family), claim_id,
+                    f"{model_name} {family}", evidence)  # fmt: skip
     assert p < CLAIMS[claim_id]["threshold"], (
         f"{claim_id} not supported on {model_name}/{family} before Holm: {at_peak} of the "
         f"top-{k} heads lie at L* = {e4.l_star_a}; hypergeometric p = {p:.3f}"
@@ -176,20 +161,13 @@ def test_c6_decoder_listen_heads_overlap_alignment_heads(
     p = hypergeometric_overlap(len(overlap), e4.n_decoder_layers * n_heads, k, k)
     _p_value_record(claim_id, p, claim_record, k=k, overlap=len(overlap),
                     overlap_heads=[list(h) for h in overlap], **e4.halves)  # fmt: skip
-    claim_record.write(
-        claim_id, model_name, family,
-        _evidence(e4, claim_id, profile)
-        | {"decoder_effects_half_a": effects.tolist(), "alignment_heads": reference,
-           "top_decoder_heads_half_a": top, "overlap": overlap, "p_value": p},
-    )  # fmt: skip
-    plot_heads(
-        claim_record.plot_path(claim_id, model_name, family),
-        effects,
-        title=f"{claim_id} {model_name} {family}: decoder cross heads on half A (x = top-{k}, "
-        f"squares = OpenAI alignment heads); overlap {len(overlap)}, p = {p:.3f}",
-        marked=top,
-        outlined=reference,
-    )
+    evidence = _evidence(e4, claim_id, profile) | {
+        "decoder_effects_half_a": effects.tolist(), "alignment_heads": reference,
+        "top_decoder_heads_half_a": top, "overlap": overlap, "p_value": p,
+    }  # fmt: skip
+    claim_record.write(claim_id, model_name, family, evidence)
+    plot_head_claim(claim_record.plot_path(claim_id, model_name, family), claim_id,
+                    f"{model_name} {family}", evidence)  # fmt: skip
     assert p < CLAIMS[claim_id]["threshold"], (
         f"{claim_id} not supported on {model_name}/{family} before Holm: {len(overlap)} of the "
         f"top-{k} decoder cross-attention heads are alignment heads; hypergeometric p = {p:.3f}"

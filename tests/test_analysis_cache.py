@@ -137,3 +137,28 @@ def test_a_batch_checkpoint_is_on_disk_after_every_batch(tmp_path, monkeypatch):
     )
     assert seen == [{}, {0: "first batch"}]  # the rerun started from the checkpoint
     assert not list((tmp_path / "analyses").glob("*.partial.pkl"))  # dropped when done
+
+
+def test_render_only_code_is_not_in_the_cache_key(tmp_path):
+    """A change to the plots or the ledger re-renders a finished run; a change to anything
+    that computes recomputes it. And no computing module imports the render-only code."""
+    from fixtures.analysis_cache import RENDER_ONLY, code_sha256
+
+    for name in ("listenkit/engine/patching.py", "listenkit/report/plots.py",
+                 "fixtures/evidence.py", "fixtures/analyses.py"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x = 1\n")
+    before = code_sha256.__wrapped__(tmp_path)
+    (tmp_path / "listenkit/report/plots.py").write_text("x = 2\n")
+    (tmp_path / "fixtures/evidence.py").write_text("x = 2\n")
+    assert code_sha256.__wrapped__(tmp_path) == before
+    (tmp_path / "listenkit/engine/patching.py").write_text("x = 2\n")
+    assert code_sha256.__wrapped__(tmp_path) != before
+    for folder in ("listenkit", "fixtures"):
+        for path in (REPO / folder).rglob("*.py"):
+            relative = path.relative_to(REPO).as_posix()
+            if relative.startswith(RENDER_ONLY):
+                continue
+            source = path.read_text()
+            assert "listenkit.report" not in source.replace("``listenkit.report", ""), relative
+            assert "fixtures.evidence" not in source, relative

@@ -148,6 +148,13 @@ def _report_command(args: argparse.Namespace) -> int:
         copied = publish_run(args.ledgers[0], args.publish)
         print(f"published {len(copied)} files to {args.publish}")
         return 0
+    if args.redraw:
+        from listenkit.report.head_plots import redraw_head_plots
+
+        drawn = redraw_head_plots(args.ledgers[0])
+        print(f"redrew {len(drawn)} plots from their evidence in {args.ledgers[0]}")
+        if not args.html:
+            return 0
     if args.html:
         from listenkit.report.static_page import render_run
 
@@ -214,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--html", action="store_true", help="write RUN/index.html: matrix first, every cell"
     )
+    report.add_argument(
+        "--redraw", action="store_true",
+        help="redraw RUN's E4 plots from their evidence.json (no recomputing); with --html, "
+        "then write the page",
+    )  # fmt: skip
     report.add_argument(
         "--publish", metavar="DIR", help="copy the run's ledger, report and evidence to DIR"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -172,6 +173,7 @@ def plot_heads(
     null: np.ndarray | None = None,
     observed: float | None = None,
     null_label: str = "random 5-head sets",
+    statistic: str = "statistic on half B",
 ) -> Path:
     """Heatmap of single-head effects (layers from 1 x heads from 0), ``marked`` heads
     (the top-k, x) and ``outlined`` ones (e.g. OpenAI's alignment heads, squares); with
@@ -188,17 +190,22 @@ def plot_heads(
     ax.set_xticks(range(n_heads))
     ax.set_ylabel("layer (from 1)")
     ax.set_xlabel("head (from 0)")
+    if effects.size <= 128:  # each cell's value, legible where the colour scale is not
+        for (row, head), value in np.ndenumerate(effects):
+            ink = "white" if abs(value) > 0.6 * bound else "black"
+            ax.text(head, row + 0.3, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                    color=ink)  # fmt: skip
     for layer, head in marked:
-        ax.plot(head, layer - 1, "kx", markersize=10, mew=2)
+        ax.plot(head, layer - 1.1, "kx", markersize=8, mew=2)
     for layer, head in outlined:
         ax.add_patch(plt.Rectangle((head - 0.5, layer - 1.5), 1, 1, fill=False, ec="gold", lw=2))
-    ax.set_title(title, fontsize=8)
+    fig.suptitle(textwrap.fill(title, 60 * panels + 20), fontsize=9)
     if null is not None:
         ax2 = axes[0, 1]
         ax2.hist(null, bins=20, color="grey", alpha=0.7, label=null_label)
         if observed is not None:
             ax2.axvline(observed, color="tab:red", lw=2, label="top-5 (chosen on half A)")
-        ax2.set_xlabel("statistic on half B")
+        ax2.set_xlabel(statistic)
         ax2.set_ylabel("random sets")
         ax2.legend(fontsize=7)
     return _save(fig, path)
