@@ -37,3 +37,19 @@ def test_published_results_are_current_and_complete(folder):
             evidence = folder / entry["claim"] / f"{entry['model']}-{entry['family']}"
             assert (evidence / "evidence.json").is_file(), evidence
     assert not list(folder.rglob("*.npy")), "no stimulus audio in published results"
+
+
+def test_the_readme_verdict_table_is_the_published_ledgers():
+    """The README's verdict table is generated from the published ledgers, never typed:
+    it equals ``listenkit report results/*-full --markdown`` (all of them, merged)."""
+    from listenkit.report.ledger_table import load_ledger, markdown_matrix, merge_ledgers
+
+    readme = (RESULTS.parent / "README.md").read_text()
+    start, end = "<!-- verdicts:generated -->\n", "<!-- verdicts:end -->"
+    assert start in readme and end in readme, "the README has lost its generated verdict table"
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    expected = markdown_matrix(merge_ledgers([load_ledger(p) for p in PUBLISHED]))
+    assert block.strip() == expected.strip(), (
+        "the README's verdict table differs from the published ledgers: paste the output "
+        "of `listenkit report results/*-full --markdown` between its markers"
+    )

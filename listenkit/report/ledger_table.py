@@ -110,7 +110,7 @@ def markdown_matrix(ledger: Mapping[str, Any]) -> str:
         "|---|" + "---|" * len(columns),
     ]
     legend = []
-    for claim, cells in rows.items():
+    for claim, cells in sorted(rows.items()):
         row = [_cell(cells[c]) if c in cells else "" for c in columns]
         lines.append(f"| {claim} | " + " | ".join(row) + " |")
         stated = [e for e in cells.values() if e.get("statistic") and "threshold" in e]
@@ -165,7 +165,7 @@ def html_matrix(ledger: Mapping[str, Any], *, anchors: bool = True) -> str:
         rows.setdefault(e["claim"], {})[(e["model"], e["family"])] = e
     head = "".join(f"<th>{escape(m)}<br>{escape(f)}</th>" for m, f in columns)
     body = []
-    for claim, cells in rows.items():
+    for claim, cells in sorted(rows.items()):
         tds = []
         for column in columns:
             e = cells.get(column)
