@@ -176,18 +176,21 @@ def test_planted_listen_heads_are_found_and_tested_against_random_sets(kind, k, 
     assert (result["p_value"] < 0.05) == supported, result["p_value"]
 
 
+class Killed(Exception):
+    """Stands for a run killed mid-way (a closed laptop, a pre-empted job)."""
+
+
+def kill_after_first(_done_items: int, _total: int) -> None:
+    """A progress callback that kills the run after its first batch."""
+    raise Killed
+
+
 def test_head_sets_resume_from_finished_batches(tiny_model, pairs):
     """A run killed after its first batch resumes from ``done`` and gives the numbers of
     an uninterrupted run; finished batches are taken from ``done``, not recomputed."""
     items = pair_items(tiny_model, pairs)
     sets = [((1, 0), (3, 2)), ((2, 1),)]
     whole = run_head_sets(tiny_model, items, sets, batch_size=1)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first(done_items, _total):
-        raise Killed
 
     done: dict = {}
     with pytest.raises(Killed):
@@ -206,12 +209,6 @@ def test_head_sweep_resumes_from_finished_batches(tiny_model, pairs):
     resumes from ``done`` with the numbers of an uninterrupted sweep."""
     items = pair_items(tiny_model, pairs)
     whole = head_sweep(tiny_model, items=items, batch_size=1, progress=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first(done_items, _total):
-        raise Killed
 
     done: dict = {}
     with pytest.raises(Killed):
