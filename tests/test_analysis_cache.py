@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -162,3 +163,42 @@ def test_render_only_code_is_not_in_the_cache_key(tmp_path):
             source = path.read_text()
             assert "listenkit.report" not in source.replace("``listenkit.report", ""), relative
             assert "fixtures.evidence" not in source, relative
+
+
+def test_a_second_run_waits_for_the_entry_another_is_computing(tmp_path, monkeypatch, capsys):
+    """Two runs that need one entry: the second says it waits, then reads the first's
+    result instead of computing it (and writing the same checkpoint) again."""
+    from fixtures.analysis_cache import cached_analysis
+
+    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    parts = {"weights": "w", "stimuli": "s"}
+    started, release = threading.Event(), threading.Event()
+    computed, results = [], {}
+
+    def slow(done):
+        computed.append("first")
+        started.set()
+        assert release.wait(60)
+        return "first's result"
+
+    def run(name, compute):
+        results[name] = cached_analysis(
+            None, "E4-lock", "m", "f", "smoke", parts, compute, batches=True
+        )
+
+    first = threading.Thread(target=run, args=("first", slow))
+    first.start()
+    assert started.wait(60)
+    second = threading.Thread(target=run, args=("second", lambda done: computed.append("2")))
+    second.start()
+    deadline, said = time.monotonic() + 60, ""
+    while "waiting for its result" not in said and time.monotonic() < deadline:
+        time.sleep(0.05)
+        said += capsys.readouterr().err
+    assert "another process is computing it; waiting for its result" in said
+    assert second.is_alive()  # blocked on the lock, not computing
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert results == {"first": "first's result", "second": "first's result"}
+    assert computed == ["first"]
