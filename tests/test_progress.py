@@ -23,6 +23,20 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
+@pytest.fixture(autouse=True)
+def main_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines start with the xdist worker's name; these tests run as the main process."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
+def test_lines_name_the_xdist_worker(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    reporter = AnalysisProgress(None, "x", "pairs", interval=0)
+    written = lines(reporter)
+    reporter(8, 8)
+    assert written == ["[gw1] x: 8/8 pairs, 0s elapsed"]
+
+
 def lines(reporter: AnalysisProgress) -> list[str]:
     written: list[str] = []
     reporter._write = written.append  # type: ignore[method-assign]
