@@ -1,12 +1,4 @@
-"""Root pytest configuration: fixture plugins shared by tests/ and claims/."""
+"""Root pytest configuration: this suite's fixtures (the claims machinery is the
+``listenkit`` pytest plugin, ``listenkit.claims``)."""
 
-pytest_plugins = [
-    "fixtures.models",
-    "fixtures.speech",
-    "fixtures.stimuli",
-    "fixtures.evidence",
-    "fixtures.analyses",
-    "fixtures.adaptation",
-    "fixtures.heads",
-    "pytester",
-]
+pytest_plugins = ["fixtures.models", "fixtures.speech", "fixtures.analyses", "pytester"]

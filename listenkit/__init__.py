@@ -20,45 +20,10 @@ from typing import TYPE_CHECKING
 from listenkit._lazy import lazy_exports
 from listenkit._version import __version__
 
-_EXPORTS = {
-    "AudioError": "listenkit.models.audio",
-    "CacheWarning": "listenkit.models.cache",
-    "CT2FormatError": "listenkit.models.ctranslate2",
-    "ModelNotAvailableError": "listenkit.models.loading",
-    "known_model_names": "listenkit.models.loading",
-    "load_model": "listenkit.models.loading",
-    "SpeechModel": "listenkit.models.speech_model",
-    "COMPONENTS": "listenkit.engine.sites",
-    "DegenerateSiteWarning": "listenkit.engine.sites",
-    "Site": "listenkit.engine.sites",
-    "SiteError": "listenkit.engine.sites",
-    "Sweep": "listenkit.analyses.listen_layer.result",
-    "sweep": "listenkit.analyses.listen_layer.patch_sweep",
-    "GroundingSweep": "listenkit.analyses.grounding.whisper",
-    "grounding_sweep": "listenkit.analyses.grounding.whisper",
-}
+__getattr__, __dir__, _names = lazy_exports(__name__)
+__all__ = [*_names, "__version__"]
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = [
-    "COMPONENTS",
-    "AudioError",
-    "CT2FormatError",
-    "CacheWarning",
-    "DegenerateSiteWarning",
-    "GroundingSweep",
-    "ModelNotAvailableError",
-    "Site",
-    "SiteError",
-    "SpeechModel",
-    "Sweep",
-    "__version__",
-    "grounding_sweep",
-    "known_model_names",
-    "load_model",
-    "sweep",
-]
-
-if TYPE_CHECKING:  # static names for type checkers and IDEs
+if TYPE_CHECKING:  # the public names (read by lazy_exports, type checkers and IDEs)
     from listenkit.analyses.grounding.whisper import GroundingSweep, grounding_sweep
     from listenkit.analyses.listen_layer.patch_sweep import sweep
     from listenkit.analyses.listen_layer.result import Sweep

@@ -1,5 +1,5 @@
 """Resume, don't redo: a claims run killed after its first analysis reruns only what is
-missing, and its ledger equals an uninterrupted run's."""
+missing, and its ledger equals an uninterrupted run's; entries are data, never code."""
 
 from __future__ import annotations
 
@@ -12,36 +12,55 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from listenkit.experiments import codec
+from listenkit.experiments.cache import RENDER_ONLY, AnalysisCache, BatchCheckpoint, code_sha256
 
 REPO = Path(__file__).resolve().parent.parent
 
-FAKE_CLAIMS = """
+PREREGISTRATION = """
+version = 1
+[e1]
+models = ["A", "B"]
+families = ["noise"]
+seed = 1
+resamples = { smoke = 10, full = 10 }
+[e1.claims.C1]
+statement = "positive"
+statistic = "value"
+threshold = 0.0
+rule = ">"
+"""
+
+CONFTEST = """
 import os
 import time
 
 import numpy as np
+
+
+def pytest_listenkit_analysis(cell):
+    def compute():
+        print(f"COMPUTING {cell.model}", flush=True)
+        if cell.model == "B" and os.environ.get("SLOW_B"):
+            time.sleep(120)  # killed here
+        return {"value": float(np.random.default_rng(len(cell.model)).normal())}
+
+    return cell.session.cache.get("fake", cell.model, cell.family, cell.profile,
+                                  {"stimuli": "s"}, compute)
+"""
+
+FAKE_CLAIMS = """
 import pytest
 
-from fixtures.analysis_cache import cached_analysis
-
-
-def analysis(name, config):
-    def compute():
-        print(f"COMPUTING {name}", flush=True)
-        if name == "B" and os.environ.get("SLOW_B"):
-            time.sleep(120)  # killed here
-        return {"value": float(np.random.default_rng(len(name)).normal())}
-
-    return cached_analysis(config, "fake", name, "family", "smoke", {"stimuli": "s"}, compute)
+from listenkit.experiments import Measured
 
 
 @pytest.mark.claim("C1")
-@pytest.mark.parametrize(("model_name", "family"), [("A", "noise"), ("B", "noise")])
-def test_claim(model_name, family, request, claim_record):
-    result = analysis(model_name, request.config)
-    claim_record.set(statistic="value", observed=result["value"], threshold=0.0)
-    assert result["value"] > 0.0
+def test_claim(cell):
+    cell.judge(Measured(observed=cell.analysis["value"]))
 """
 
 
@@ -54,12 +73,12 @@ def _run(
     kill_after: Path | None = None,
     extra: tuple[str, ...] = (),
 ):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LISTENKIT_CACHE": str(cache)}
+    env = {**os.environ, "LISTENKIT_CACHE": str(cache)}
     if slow_b:
         env["SLOW_B"] = "1"
     evidence = tmp_path / name
     command = [
-        sys.executable, "-m", "pytest", "claims", "-p", "fixtures.evidence", "-p",
+        sys.executable, "-m", "pytest", "claims", "-p",
         "no:cacheprovider", "-s", "--evidence-dir", str(evidence), *extra,
     ]  # fmt: skip
     proc = subprocess.Popen(
@@ -67,7 +86,7 @@ def _run(
     )
     if kill_after is not None:
         deadline = time.monotonic() + 120
-        while not list(kill_after.glob("fake-A-*.pkl")) and time.monotonic() < deadline:
+        while not list(kill_after.glob("fake-A-*.npz")) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
@@ -79,6 +98,8 @@ def _run(
 def test_a_killed_run_resumes_without_recomputing(tmp_path):
     (tmp_path / "claims").mkdir()
     (tmp_path / "claims" / "test_fake.py").write_text(FAKE_CLAIMS)
+    (tmp_path / "claims" / "preregistration.toml").write_text(PREREGISTRATION)
+    (tmp_path / "conftest.py").write_text(CONFTEST)
     cache = tmp_path / "cache"
     killed, _ = _run(tmp_path, "killed", cache, slow_b=True, kill_after=cache / "analyses")
     assert "COMPUTING A" in killed and "COMPUTING B" in killed
@@ -95,25 +116,23 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path):
     assert ledgers[0] == ledgers[1]
 
 
-def test_any_key_part_changes_the_key():
-    from fixtures.analysis_cache import entry_key
-
-    base = entry_key("E1", "whisper-base", "noise", "full", weights="w", stimuli="s")
-    assert base == entry_key("E1", "whisper-base", "noise", "full", weights="w", stimuli="s")
+def test_any_key_part_changes_the_key(tmp_path):
+    cache = AnalysisCache(tmp_path, salt="prereg")
+    base = cache.key("E1", "whisper-base", "noise", "full", weights="w", stimuli="s")
+    assert base == cache.key("E1", "whisper-base", "noise", "full", weights="w", stimuli="s")
     for other in (
-        entry_key("E1", "whisper-base", "noise", "full", weights="W", stimuli="s"),
-        entry_key("E1", "whisper-base", "noise", "full", weights="w", stimuli="S"),
-        entry_key("E1", "whisper-base", "noise", "smoke", weights="w", stimuli="s"),
-        entry_key("E2", "whisper-base", "noise", "full", weights="w", stimuli="s"),
-    ):
+        cache.key("E1", "whisper-base", "noise", "full", weights="W", stimuli="s"),
+        cache.key("E1", "whisper-base", "noise", "full", weights="w", stimuli="S"),
+        cache.key("E1", "whisper-base", "noise", "smoke", weights="w", stimuli="s"),
+        cache.key("E2", "whisper-base", "noise", "full", weights="w", stimuli="s"),
+        AnalysisCache(tmp_path, salt="other").key("E1", "whisper-base", "noise", "full",
+                                                  weights="w", stimuli="s"),
+    ):  # fmt: skip
         assert other != base
 
 
-def test_a_batch_checkpoint_is_on_disk_after_every_batch(tmp_path, monkeypatch):
-    from fixtures.analysis_cache import BatchCheckpoint, cached_analysis
-
-    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
-    path = tmp_path / "partial.pkl"
+def test_a_batch_checkpoint_is_on_disk_after_every_batch(tmp_path):
+    path = tmp_path / "partial.npz"
     done = BatchCheckpoint(path)
     done[0] = ("a", 1)
     assert dict(BatchCheckpoint(path)) == {0: ("a", 1)}  # a new process sees it
@@ -131,46 +150,64 @@ def test_a_batch_checkpoint_is_on_disk_after_every_batch(tmp_path, monkeypatch):
         return "result"
 
     parts = {"weights": "w", "stimuli": "s"}
+    cache = AnalysisCache(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        cached_analysis(None, "E4-test", "m", "f", "smoke", parts, compute, batches=True)
-    assert cached_analysis(None, "E4-test", "m", "f", "smoke", parts, compute, batches=True) == (
-        "result"
-    )
+        cache.get("E4-test", "m", "f", "smoke", parts, compute, batches=True)
+    assert cache.get("E4-test", "m", "f", "smoke", parts, compute, batches=True) == "result"
     assert seen == [{}, {0: "first batch"}]  # the rerun started from the checkpoint
-    assert not list((tmp_path / "analyses").glob("*.partial.pkl"))  # dropped when done
+    assert not list((tmp_path / "analyses").glob("*.partial.npz"))  # dropped when done
 
 
 def test_render_only_code_is_not_in_the_cache_key(tmp_path):
-    """A change to the plots or the ledger re-renders a finished run; a change to anything
-    that computes recomputes it. And no computing module imports the render-only code."""
-    from fixtures.analysis_cache import RENDER_ONLY, code_sha256
-
-    for name in ("listenkit/engine/patching.py", "listenkit/report/plots.py",
-                 "fixtures/evidence.py", "fixtures/analyses.py"):  # fmt: skip
+    """A change to the plots, the plugin or the progress lines re-renders a finished run;
+    a change to anything that computes recomputes it. And no computing module imports
+    the render-only code."""
+    for name in ("engine/patching.py", "report/plots.py", "claims/plugin.py",
+                 "experiments/progress.py", "experiments/e1.py"):  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x = 1\n")
     before = code_sha256.__wrapped__(tmp_path)
-    (tmp_path / "listenkit/report/plots.py").write_text("x = 2\n")
-    (tmp_path / "fixtures/evidence.py").write_text("x = 2\n")
+    for name in ("report/plots.py", "claims/plugin.py", "experiments/progress.py"):
+        (tmp_path / name).write_text("x = 2\n")
     assert code_sha256.__wrapped__(tmp_path) == before
-    (tmp_path / "listenkit/engine/patching.py").write_text("x = 2\n")
+    (tmp_path / "engine/patching.py").write_text("x = 2\n")
     assert code_sha256.__wrapped__(tmp_path) != before
-    for folder in ("listenkit", "fixtures"):
-        for path in (REPO / folder).rglob("*.py"):
-            relative = path.relative_to(REPO).as_posix()
-            if relative.startswith(RENDER_ONLY):
-                continue
-            source = path.read_text()
-            assert "listenkit.report" not in source.replace("``listenkit.report", ""), relative
-            assert "fixtures.evidence" not in source, relative
+    package = REPO / "listenkit"
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package).as_posix()
+        if relative.startswith(RENDER_ONLY) or relative.startswith("experiments/e"):
+            continue  # the experiments draw their plots (report) when asked to
+        assert "listenkit.claims" not in path.read_text().replace("``listenkit.claims", ""), (
+            relative
+        )
 
 
-def test_a_second_run_waits_for_the_entry_another_is_computing(tmp_path, monkeypatch, capsys):
+def test_entries_are_data_never_code(tmp_path):
+    """A cache entry round-trips arrays, tuples, int keys and dataclasses; a pickle in
+    its place is refused (never loaded), and so is a class outside listenkit."""
+    from listenkit.engine.sites import Site
+
+    value = {0: (np.arange(3.0), Site(component="encoder.head", heads=(1,))), "x": [None, 1.5]}
+    codec.dump(value, tmp_path / "entry.npz")
+    back = codec.load(tmp_path / "entry.npz")
+    assert back[0][1] == value[0][1] and back["x"] == [None, 1.5]
+    np.testing.assert_array_equal(back[0][0], value[0][0])
+    import pickle
+
+    (tmp_path / "evil.npz").write_bytes(pickle.dumps({"x": 1}))
+    with pytest.raises((ValueError, OSError)):
+        codec.load(tmp_path / "evil.npz")
+    tree = {"dataclass": "os.path:join", "fields": {}}
+    with pytest.raises(codec.CodecError, match="not a listenkit class"):
+        codec.decode(tree, {})
+    with pytest.raises(codec.CodecError, match="dtype object"):
+        codec.encode(np.array([object()]), {})
+
+
+def test_a_second_run_waits_for_the_entry_another_is_computing(tmp_path, capsys):
     """Two runs that need one entry: the second says it waits, then reads the first's
     result instead of computing it (and writing the same checkpoint) again."""
-    from fixtures.analysis_cache import cached_analysis
-
-    monkeypatch.setenv("LISTENKIT_CACHE", str(tmp_path))
+    cache = AnalysisCache(tmp_path)
     parts = {"weights": "w", "stimuli": "s"}
     started, release = threading.Event(), threading.Event()
     computed, results = [], {}
@@ -182,9 +219,7 @@ def test_a_second_run_waits_for_the_entry_another_is_computing(tmp_path, monkeyp
         return "first's result"
 
     def run(name, compute):
-        results[name] = cached_analysis(
-            None, "E4-lock", "m", "f", "smoke", parts, compute, batches=True
-        )
+        results[name] = cache.get("E4-lock", "m", "f", "smoke", parts, compute, batches=True)
 
     first = threading.Thread(target=run, args=("first", slow))
     first.start()

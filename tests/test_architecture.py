@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ STAGES = {
     "planted": 3,
     "analyses": 4,
     "report": 5,
+    "experiments": 6,  # the paper's experiments as pure functions (no pytest)
+    "claims": 7,  # the pytest plugin: sits above everything it judges
 }
 
 
@@ -136,6 +139,17 @@ def test_lower_stages_never_import_higher_ones():
     assert not bad, "data must flow one way:\n" + "\n".join(sorted(bad))
 
 
+def test_nothing_below_the_plugin_imports_pytest():
+    """Experiments are pure functions: pytest objects stay in ``listenkit.claims``."""
+    offenders = [
+        name
+        for name, path in MODULES.items()
+        if _stage(name) != "claims"
+        and re.search(r"^\s*(import|from) pytest", path.read_text(), re.M)
+    ]
+    assert not offenders, f"pytest imported below the claims plugin: {offenders}"
+
+
 def test_backends_do_not_import_each_other():
     assert "listenkit.engine.backends.hooks" not in GRAPH["listenkit.engine.backends.nnsight"]
     assert "listenkit.engine.backends.nnsight" not in GRAPH["listenkit.engine.backends.hooks"]
@@ -151,13 +165,18 @@ def test_import_listenkit_and_stats_is_light():
     assert out.stdout.strip() == "", f"import listenkit/listenkit.stats loaded {out.stdout}"
 
 
-@pytest.mark.parametrize(
-    "package",
-    [n for n, p in MODULES.items() if p.name == "__init__.py" and "_EXPORTS" in p.read_text()],
-)
+LAZY = [
+    n for n, p in MODULES.items() if p.name == "__init__.py" and "lazy_exports" in p.read_text()
+]
+
+
+@pytest.mark.parametrize("package", LAZY)
 def test_lazy_exports_resolve(package):
+    from listenkit._lazy import exports_of
+
     module = importlib.import_module(package)
-    exports = module._EXPORTS
+    exports = exports_of(MODULES[package])
+    assert exports, f"{package} lists no public names under TYPE_CHECKING"
     expected = {*exports, "__version__"} if package == "listenkit" else set(exports)
     assert set(module.__all__) == expected
     for name in exports:

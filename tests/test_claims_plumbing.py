@@ -1,75 +1,170 @@
-"""The claims plumbing end to end on a fake claims folder: verdicts from test outcomes,
-``inconclusive`` as an xfail with its reason, Holm across the cells of a p-value claim,
-and the pre-registration version in the ledger."""
+"""The claims plugin end to end on a small claims folder (pytester, in-process): cells
+from the pre-registration's grid, verdicts from outcomes, ``require`` as an inconclusive
+xfail with its reason, Holm across a p-value claim's cells (the test's outcome *is* the
+adjusted verdict, with and without xdist), skips, and provenance in the evidence."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from fixtures.stimuli import preregistration
+PREREGISTRATION = """
+version = 7
 
-REPO = Path(__file__).resolve().parent.parent
+[split]
+salt = "s"
 
-FAKE_CLAIMS = """
+[multiplicity]
+method = "holm"
+alpha = 0.05
+
+[models]
+required = ["m1", "m2"]
+
+[families.f]
+description = "a family"
+
+[ex]
+models = ["m1", "m2"]
+families = ["f"]
+seed = 1
+resamples = { smoke = 10, full = 100 }
+minimums = { n_used = 8 }
+
+[ex.claims.C-value]
+statement = "The value is above 0"
+source = "a test"
+statistic = "value"
+threshold = 0.0
+rule = ">"
+
+[ex.claims.C-p]
+statement = "The effect is significant"
+source = "a test"
+statistic = "p"
+threshold = 0.05
+rule = "<"
+multiplicity = "holm"
+models = ["m1", "m2", "m3"]
+
+[ex.claims.C-min]
+statement = "Needs eight pairs"
+source = "a test"
+statistic = "value"
+threshold = 0.0
+rule = ">="
+"""
+
+CONFTEST = """
 import pytest
 
-
-@pytest.mark.claim("C1")
-@pytest.mark.parametrize(("model_name", "family"), [("whisper-tiny.en", "noise")])
-def test_empty_subset(model_name, family, claim_record):
-    claim_record.set(statistic="P_boot", n_used=0)
-    claim_record.write("C1", model_name, family, {"reason": "none passed"})
-    claim_record.inconclusive("0 of 16 pairs pass the signed floor; the minimum is 8")
+DATA = {"m1": {"value": 0.5, "p": 0.03, "n": 16}, "m2": {"value": -0.5, "p": 0.04, "n": 3}}
 
 
-@pytest.mark.claim("C1-sharp")
-@pytest.mark.parametrize(("model_name", "family"), [("whisper-tiny.en", "noise")])
-def test_finding(model_name, family, claim_record):
-    claim_record.set(statistic="lower bound", observed=-0.2, threshold=0.0)
-    assert -0.2 > 0.0, "C1-sharp not supported: lower bound -0.2"
+def pytest_listenkit_analysis(cell):
+    if cell.model not in DATA:
+        pytest.skip(f"{cell.model}: weights not supplied")
+    return DATA[cell.model]
+"""
+
+CLAIMS = """
+import pytest
+
+from listenkit.experiments import Measured
 
 
-@pytest.mark.claim("C5a")
-@pytest.mark.parametrize(
-    ("model_name", "family"), [("whisper-tiny.en", "conflict"), ("whisper-base", "conflict")]
-)
-def test_p_value(model_name, family, claim_record):
-    p = {"whisper-tiny.en": 0.03, "whisper-base": 0.04}[model_name]
-    claim_record.set(observed=p, p_raw=p, multiplicity="holm", alpha=0.05)
-    assert p < 0.05
+@pytest.mark.claim("C-value")
+def test_value(cell):
+    cell.judge(Measured(observed=cell.analysis["value"], numbers={"extra": 1},
+                        why_not=lambda t: f"value {cell.analysis['value']} <= {t}"))
+
+
+@pytest.mark.claim("C-p")
+def test_p(cell):
+    cell.judge(Measured(observed=cell.analysis["p"], why_not=lambda t: "not significant"))
+
+
+@pytest.mark.claim("C-min")
+def test_minimum(cell):
+    n = cell.analysis["n"]
+    cell.require(n >= cell.minimum("n_used"), f"{n} pairs; the minimum is 8", n_used=n)
+    cell.judge(Measured(observed=1.0))
 """
 
 
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makefile(".toml", **{"claims/preregistration": PREREGISTRATION})
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(**{"claims/test_claims": CLAIMS})
+    return pytester
+
+
+def _outcomes(reprec) -> dict[str, str]:
+    outcomes = {}
+    for report in reprec.getreports("pytest_runtest_logreport"):
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            name = report.nodeid.split("::")[-1]
+            outcomes[name] = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+    return outcomes
+
+
+def test_verdicts_are_the_test_outcomes(suite: pytest.Pytester):
+    reprec = suite.inline_run("claims", "--evidence-dir", "evidence", "-p", "no:cacheprovider")
+    ledger = json.loads((suite.path / "evidence" / "verdicts.json").read_text())
+    assert ledger["preregistration_version"] == 7
+    verdicts = {f"{e['claim']}[{e['model']}-{e['family']}]": e for e in ledger["claims"]}
+    expected = {
+        "C-value[m1-f]": ("supported", "passed"),
+        "C-value[m2-f]": ("not supported", "failed"),
+        "C-p[m1-f]": ("not supported", "failed"),  # raw .03 and .04: Holm .06 and .06
+        "C-p[m2-f]": ("not supported", "failed"),
+        "C-p[m3-f]": ("skipped", "skipped"),
+        "C-min[m1-f]": ("supported", "passed"),
+        "C-min[m2-f]": ("inconclusive", "xfailed"),
+    }
+    tests = {"C-value": "test_value", "C-p": "test_p", "C-min": "test_minimum"}
+    outcomes = _outcomes(reprec)
+    for cell, (verdict, outcome) in expected.items():
+        claim, params = cell.split("[")
+        assert verdicts[cell]["verdict"] == verdict, cell
+        assert outcomes[f"{tests[claim]}[{params}"] == outcome, cell
+    holm = verdicts["C-p[m1-f]"]
+    assert holm["p_raw"] == 0.03 and holm["p_holm"] == pytest.approx(0.06)
+    assert holm["holm_cells"] == 2 and holm["verdict_before_holm"] == "supported"
+    assert "Holm p = 0.060 over 2 cells" in holm["message"]
+    assert verdicts["C-value[m2-f]"]["message"].endswith("value -0.5 <= 0.0")
+    assert verdicts["C-value[m1-f]"]["extra"] == 1
+    assert "minimum is 8" in verdicts["C-min[m2-f]"]["message"]
+    assert "weights not supplied" in verdicts["C-p[m3-f]"]["message"]
+    evidence = json.loads((suite.path / "evidence/C-value/m1-f/evidence.json").read_text())
+    for key in ("statement", "source", "preregistration_sha256", "listenkit_commit",
+                "code_sha256", "versions", "seed"):  # fmt: skip
+        assert key in evidence, key
+    assert (suite.path / "evidence/C-min/m2-f/evidence.json").is_file()  # inconclusive too
+
+
 @pytest.mark.slow
-def test_verdicts_inconclusive_and_holm_in_the_ledger(pytester: pytest.Pytester, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    pytester.makepyfile(**{"claims/test_fake": FAKE_CLAIMS})
-    evidence = pytester.path / "evidence"
-    result = pytester.runpytest_subprocess(
-        "claims",
-        "-p",
-        "fixtures.evidence",
-        "--evidence-dir",
-        str(evidence),
-        "-p",
-        "no:cacheprovider",
-    )
-    assert result.ret == 1  # the finding fails its test; inconclusive is an xfail
-    result.stdout.fnmatch_lines(["*1 failed, 2 passed, 1 xfailed*"])
-    ledger = json.loads((evidence / "verdicts.json").read_text())
-    assert ledger["preregistration_version"] == preregistration()["version"]
-    by_key = {(e["claim"], e["model"]): e for e in ledger["claims"]}
-    empty = by_key[("C1", "whisper-tiny.en")]
-    assert empty["verdict"] == "inconclusive"
-    assert "minimum is 8" in empty["message"]
-    assert by_key[("C1-sharp", "whisper-tiny.en")]["verdict"] == "not supported"
-    # raw .03 and .04 both pass; Holm over 2 cells: .06 and .06 -> neither holds
-    for model in ("whisper-tiny.en", "whisper-base"):
-        cell = by_key[("C5a", model)]
-        assert cell["verdict_before_holm"] == "supported"
-        assert cell["p_holm"] == pytest.approx(0.06) and cell["holm_cells"] == 2
-        assert cell["verdict"] == "not supported"
-    result.stdout.fnmatch_lines(["*C5a whisper-base-conflict: raw p = 0.04 -> Holm p = 0.06*"])
+def test_holm_families_are_the_same_under_xdist(suite: pytest.Pytester):
+    """Cells of one Holm family judged in different workers see the same family."""
+    result = suite.runpytest("claims", "-n", "2", "--evidence-dir", "ev", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*supported 2 / not supported 3 / inconclusive 1*"])
+    ledger = json.loads((suite.path / "ev" / "verdicts.json").read_text())
+    holm = [e for e in ledger["claims"] if e["claim"] == "C-p" and e["verdict"] != "skipped"]
+    assert [e["p_holm"] for e in holm] == [pytest.approx(0.06)] * 2
+
+
+def test_models_option_deselects_and_shrinks_the_holm_family(suite: pytest.Pytester):
+    suite.inline_run("claims", "--models", "m1", "--evidence-dir", "ev", "-p", "no:cacheprovider")
+    ledger = json.loads((suite.path / "ev" / "verdicts.json").read_text())
+    assert {e["model"] for e in ledger["claims"]} == {"m1"}
+    holm = next(e for e in ledger["claims"] if e["claim"] == "C-p")
+    assert holm["holm_cells"] == 1 and holm["verdict"] == "supported"
+
+
+def test_the_plugin_stays_out_of_other_runs(pytester: pytest.Pytester):
+    pytester.makepyfile(test_plain="def test_x():\n    assert True\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "listenkit verdicts" not in result.stdout.str()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import progress as progress_module
-from fixtures.progress import AnalysisProgress
+from listenkit.experiments import progress as progress_module
+from listenkit.experiments.progress import AnalysisProgress
 
 
 class Clock:
@@ -31,7 +31,7 @@ def main_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_lines_name_the_xdist_worker(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
-    reporter = AnalysisProgress(None, "x", "pairs", interval=0)
+    reporter = AnalysisProgress("x", "pairs", interval=0)
     written = lines(reporter)
     reporter(8, 8)
     assert written == ["[gw1] x: 8/8 pairs, 0s elapsed"]
@@ -44,7 +44,7 @@ def lines(reporter: AnalysisProgress) -> list[str]:
 
 
 def test_estimate_is_elapsed_times_items_left_over_items_done(clock: Clock) -> None:
-    reporter = AnalysisProgress(None, "E4 m noise heads", "pairs", interval=0)
+    reporter = AnalysisProgress("E4 m noise heads", "pairs", interval=0)
     written = lines(reporter)
     clock.now += 120
     reporter(8, 32)
@@ -52,7 +52,7 @@ def test_estimate_is_elapsed_times_items_left_over_items_done(clock: Clock) -> N
 
 
 def test_reports_are_throttled_but_the_last_is_always_written(clock: Clock) -> None:
-    reporter = AnalysisProgress(None, "x", "pairs", interval=30)
+    reporter = AnalysisProgress("x", "pairs", interval=30)
     written = lines(reporter)
     for done in (8, 16, 24):
         clock.now += 10
@@ -65,7 +65,7 @@ def test_reports_are_throttled_but_the_last_is_always_written(clock: Clock) -> N
 def test_resumed_batches_are_counted_but_not_timed(clock: Clock) -> None:
     """Three batches of 8 come from the checkpoint (no time); the fourth takes 60 s, so
     the 8 left take about 60 s too, not the 20 s a rate over all 32 pairs would give."""
-    reporter = AnalysisProgress(None, "x", "pairs", interval=0, resumed={0, 8, 16})
+    reporter = AnalysisProgress("x", "pairs", interval=0, resumed={0, 8, 16})
     written = lines(reporter)
     for done in (8, 16, 24):
         reporter(done, 40)
@@ -79,7 +79,7 @@ def test_resumed_batches_are_counted_but_not_timed(clock: Clock) -> None:
 
 
 def test_a_fully_resumed_analysis_still_reports_its_end(clock: Clock) -> None:
-    reporter = AnalysisProgress(None, "x", "pairs", interval=0, resumed={0, 8})
+    reporter = AnalysisProgress("x", "pairs", interval=0, resumed={0, 8})
     written = lines(reporter)
     reporter(8, 16)
     reporter(16, 16)

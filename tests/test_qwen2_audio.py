@@ -74,10 +74,6 @@ def test_gc_sweep_runs_end_to_end_and_the_backends_agree(lm, stimuli):
     # the last layer's reads do reach the scored positions (nothing forced there) ...
     assert np.abs(hooks.audio_patched[:, -1] - hooks.m_x).max() > 1e-4
     assert np.abs(hooks.text_patched[:, -1] - hooks.m_x).max() > 1e-4
-    # ... while v1's residual after the last layer feeds nothing: both leave m(x) unchanged
-    v1 = lm_grounding_sweep(lm, stimuli, floor=1e-3, progress=False, streams="v1-write")
-    np.testing.assert_allclose(v1.audio_patched[:, -1], v1.m_x, atol=1e-9)
-    np.testing.assert_allclose(v1.text_patched[:, -1], v1.m_x, atol=1e-9)
     da, dt = hooks.da(), hooks.dt()
     assert np.isfinite(da).all() and np.isfinite(dt).all()
 

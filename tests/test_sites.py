@@ -63,7 +63,7 @@ def test_sites_are_frozen_and_keyword_only():
 
 
 def test_claims_are_scheduled_by_module_and_parameters():
-    from fixtures.evidence import claim_scope
+    from listenkit.claims.scheduling import claim_scope
 
     e1 = "claims/test_e1_listen_layer.py::test_c1_sharp_peak[whisper-base-noise]"
     assert claim_scope(e1) == "claims/test_e1_listen_layer.py[whisper-base-noise]"
@@ -79,17 +79,12 @@ def test_claims_are_scheduled_by_module_and_parameters():
 def test_costly_analyses_are_scheduled_first():
     from types import SimpleNamespace
 
-    from fixtures.evidence import scheduling_cost
+    from fixtures.analyses import pytest_listenkit_scheduling_cost as cost
 
-    def item(module: str, model: str) -> SimpleNamespace:
-        return SimpleNamespace(
-            nodeid=f"claims/{module}.py::test_x[{model}-noise]",
-            callspec=SimpleNamespace(params={"model_name": model}),
-        )
+    def cell(experiment: str, model: str) -> SimpleNamespace:
+        return SimpleNamespace(experiment=experiment, model=model)
 
-    e3_tiny = scheduling_cost(item("test_e3_lora", "whisper-tiny.en"))
-    e1_tiny = scheduling_cost(item("test_e1_listen_layer", "whisper-tiny.en"))
-    e1_base = scheduling_cost(item("test_e1_listen_layer", "whisper-base"))
-    e2_tiny = scheduling_cost(item("test_e2_grounding", "whisper-tiny.en"))
+    e3_tiny, e1_tiny = cost(cell("e3", "whisper-tiny.en")), cost(cell("e1", "whisper-tiny.en"))
+    e1_base, e2_tiny = cost(cell("e1", "whisper-base")), cost(cell("e2", "whisper-tiny.en"))
     assert e3_tiny > e1_base > e1_tiny
     assert e1_tiny == e2_tiny

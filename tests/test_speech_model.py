@@ -148,11 +148,10 @@ def test_the_claims_device_option_reaches_whisper(monkeypatch):
         models.listenkit, "load_model", lambda name, device: calls.append((name, device))
     )
 
-    class Options:
-        device = "cuda:1"
-
     class Config:
-        option = Options()
+        @staticmethod
+        def getoption(name):
+            return {"device": "cuda:1"}[name]
 
     models.pytest_configure(Config())
     models.get_model("whisper-large-v2")

@@ -10,7 +10,6 @@ from listenkit.stats import (
     bootstrap_argmax,
     bootstrap_curve,
     holm,
-    paired_peak_difference,
     permutation_test_head_set,
     probability_in,
 )
@@ -50,16 +49,6 @@ def test_argmax_distribution_finds_a_clear_peak_and_spreads_on_a_flat_curve():
     flat = rng.normal(0, 1.0, size=(30, 6))
     spread = bootstrap_argmax(flat, range(1, 7), rng=rng, n_resamples=2000)
     assert max(probability_in(spread, {layer}) for layer in range(1, 7)) < 0.9
-
-
-def test_paired_peak_difference_uses_pairing():
-    rng = np.random.default_rng(0)
-    shared = rng.normal(0, 5.0, size=(40, 1))  # large per-stimulus offsets shared by layers
-    effects = shared + np.array([0.0, 0.5, 0.4])
-    result = paired_peak_difference(effects, [1, 2, 3], rng=rng, n_resamples=5000)
-    assert (result["peak_layer"], result["runner_up_layer"]) == (2, 3)
-    assert result["difference"] == pytest.approx(0.1)
-    assert result["ci_low"] == pytest.approx(0.1) and result["ci_high"] == pytest.approx(0.1)
 
 
 def test_holm_matches_a_hand_computed_case():

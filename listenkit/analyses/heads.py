@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from listenkit.analyses.effects import StimulusEffects
 from listenkit.analyses.listen_layer.patch_sweep import pair_items
 from listenkit.engine.batch import PatchItem
 from listenkit.engine.head_sets import HeadSet, head_means, run_head_sets
@@ -44,7 +45,7 @@ COMPONENT = {"encoder": "encoder.head", "decoder": "decoder.cross_head"}
 
 
 @dataclass(frozen=True, kw_only=True)
-class HeadSweep:
+class HeadSweep(StimulusEffects):
     """Metric values of every single-head patch: ``patched[i, l - 1, h]``."""
 
     stack: str
@@ -54,20 +55,14 @@ class HeadSweep:
     patched: np.ndarray  # [n, layers, heads]
     floor: float
 
-    @property
-    def included(self) -> np.ndarray:
-        """The signed floor: ``m_clean - m_corrupt >= floor``."""
-        return self.clean - self.corrupt >= self.floor
-
-    @property
-    def included_ids(self) -> tuple[str, ...]:
-        return tuple(i for i, keep in zip(self.ids, self.included, strict=True) if keep)
+    def gaps(self) -> tuple[np.ndarray, ...]:
+        """``m_clean - m_corrupt``: what the signed floor applies to."""
+        return (self.clean - self.corrupt,)
 
     def ratio(self, rows: np.ndarray | None = None) -> RatioOfMeans:
         """``E(l, h)`` flattened to ``[.., layers * heads]`` over the included pairs (or
         ``rows``, a boolean mask or index into them)."""
-        keep = np.flatnonzero(self.included)
-        keep = keep if rows is None else keep[rows]
+        keep = self.rows(rows)
         num = (self.patched[keep] - self.corrupt[keep, None, None]).reshape(len(keep), -1)
         return RatioOfMeans(num, (self.clean - self.corrupt)[keep])
 

@@ -6,39 +6,9 @@ from typing import TYPE_CHECKING
 
 from listenkit._lazy import lazy_exports
 
-_EXPORTS = {
-    "COMPONENTS": "listenkit.engine.sites",
-    "DegenerateSiteWarning": "listenkit.engine.sites",
-    "Site": "listenkit.engine.sites",
-    "SiteError": "listenkit.engine.sites",
-    "PatchItem": "listenkit.engine.batch",
-    "PatchResult": "listenkit.engine.batch",
-    "RunInput": "listenkit.engine.batch",
-    "ScoringRow": "listenkit.engine.batch",
-    "run_patching": "listenkit.engine.patching",
-    "logit_diff_rows": "listenkit.engine.metrics",
-    "normalized_recovery": "listenkit.engine.metrics",
-    "ref_logprob_rows": "listenkit.engine.metrics",
-    "wer": "listenkit.engine.wer",
-}
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = [
-    "COMPONENTS",
-    "DegenerateSiteWarning",
-    "PatchItem",
-    "PatchResult",
-    "RunInput",
-    "ScoringRow",
-    "Site",
-    "SiteError",
-    "logit_diff_rows",
-    "normalized_recovery",
-    "ref_logprob_rows",
-    "run_patching",
-    "wer",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the public names (read by lazy_exports, type checkers and IDEs)
     from listenkit.engine.batch import PatchItem, PatchResult, RunInput, ScoringRow
     from listenkit.engine.metrics import logit_diff_rows, normalized_recovery, ref_logprob_rows
     from listenkit.engine.patching import run_patching

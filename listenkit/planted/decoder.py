@@ -6,10 +6,6 @@ The real openai-whisper code path with seeded random weights (a 1-layer encoder,
 - ``audio_layer=k``: every decoder block's cross-attention output projection is zero
   except block ``k``'s, so the audio reaches the output only through the audio
   stream at layer ``k``: dA(k) = 1, dA(l) = 0 elsewhere, and ``l*_gc = k``.
-- ``text_blind=True``: from block 2 on, transcript positions cannot attend to the
-  prompt positions (block 1 still reads them, so the prompt does change the
-  output), so the v1 text stream (the residual at the prompt positions after block
-  ``l >= 1``) is never read again: dT = 0 at every layer and gc = 1 wherever defined.
 - ``text_layer=k``: in every block but ``k`` no position attends to the prompt
   positions (prompt positions included), so the prompt is read at block ``k`` only:
   with the v2 read streams (self-attention keys and values at the prompt positions),
@@ -47,7 +43,7 @@ class _PromptBlindAttention(MultiHeadAttention):
     sot_prev: int
     sot: int
     tokens: torch.Tensor | None = None
-    from_position: str = "after_prompt"  # or "prompt": the prompt cannot read itself either
+    # no position, the prompt's own included, attends to the prompt positions
 
     def qkv_attention(self, q, k, v, mask=None):
         n_batch, n_ctx, n_state = q.shape
@@ -60,8 +56,7 @@ class _PromptBlindAttention(MultiHeadAttention):
             if int(tokens[0]) != self.sot_prev:
                 continue
             end = int(torch.nonzero(tokens == self.sot)[0, 0])  # prompt = positions 1..end-1
-            first = end if self.from_position == "after_prompt" else 1
-            allowed[row, first:, 1:end] = False
+            allowed[row, 1:, 1:end] = False
         scale = (n_state // self.n_head) ** -0.5
         scores = (q @ k.transpose(-1, -2)) * scale
         scores = scores.masked_fill(~allowed[:, None], float("-inf"))
@@ -70,15 +65,13 @@ class _PromptBlindAttention(MultiHeadAttention):
 
 
 def planted_decoder_model(
-    audio_layer: int, *, text_blind: bool = False, text_layer: int | None = None, seed: int = 0
+    audio_layer: int, *, text_layer: int | None = None, seed: int = 0
 ) -> SpeechModel:
     """A Whisper-architecture model (English vocabulary) reading audio only at
     ``audio_layer`` (and, with ``text_layer``, the prompt only at ``text_layer``)."""
     for name, value in (("audio_layer", audio_layer), ("text_layer", text_layer)):
         if value is not None and not 1 <= value <= N_DECODER_LAYERS:
             raise ValueError(f"{name} must be 1..{N_DECODER_LAYERS}, got {value}")
-    if text_blind and text_layer is not None:
-        raise ValueError("text_blind and text_layer are different plantings; choose one")
     dims = whisper.model.ModelDimensions(
         n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
         n_vocab=51864, n_text_ctx=448, n_text_state=64, n_text_head=2,
@@ -102,21 +95,18 @@ def planted_decoder_model(
                     block.cross_attn.out.weight.zero_()
                     block.cross_attn.out.bias.zero_()
     model = SpeechModel(
-        name=f"planted-decoder-k{audio_layer}"
-        + ("-textblind" if text_blind else "")
-        + (f"-text{text_layer}" if text_layer else ""),
+        name=f"planted-decoder-k{audio_layer}" + (f"-text{text_layer}" if text_layer else ""),
         module=module.eval(),
         source="listenkit.planted.decoder",
     )
-    if text_blind or text_layer is not None:
+    if text_layer is not None:
         blind = []
         for j, block in enumerate(module.decoder.blocks, start=1):
-            if (text_blind and j == 1) or j == text_layer:
+            if j == text_layer:
                 continue
             block.attn.__class__ = _PromptBlindAttention
             block.attn.sot_prev = model.tokenizer.sot_prev
             block.attn.sot = model.tokenizer.sot
-            block.attn.from_position = "after_prompt" if text_blind else "prompt"
             blind.append(block.attn)
 
         def remember_tokens(_module, args):

@@ -106,9 +106,8 @@ def _gc_command(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     result = grounding_sweep(
-        model, stimuli, floor=args.floor, batch_size=args.batch_size, progress=not args.quiet,
-        streams=args.streams,
-    )  # fmt: skip
+        model, stimuli, floor=args.floor, batch_size=args.batch_size, progress=not args.quiet
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "gc.json", result.to_dict() | {"exclusions": result.exclusions()})
@@ -196,10 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     gc = sub.add_parser("gc", help="grounding coefficient per decoder layer on conflicts")
     gc.add_argument("--model", default="whisper-base")
     gc.add_argument("--family", choices=sorted(CONFLICT_FAMILIES), default="conflict")
-    gc.add_argument(
-        "--streams", choices=("read", "v1-write"), default="read",
-        help="read (v2: the keys and values block l's attention reads) or v1-write",
-    )  # fmt: skip
     gc.add_argument("--per-flip-type", type=int, default=10, help="stimuli per flip type")
     gc.add_argument("--out", required=True, help="output directory")
     gc.add_argument("--floor", type=float, default=1.0, help="exclusion floors (nats)")

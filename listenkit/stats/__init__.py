@@ -17,8 +17,8 @@ from listenkit.stats.grounding import (
     probability_drop_and_recover,
 )
 from listenkit.stats.peaks import (
+    Peak,
     bootstrap_argmax,
-    paired_peak_difference,
     peak_location,
     probability_in,
 )
@@ -41,6 +41,7 @@ from listenkit.stats.significance import (
 __all__ = [
     "Curve",
     "GroundingCurves",
+    "Peak",
     "RatioOfMeans",
     "ShiftTest",
     "as_ratio",
@@ -59,7 +60,6 @@ __all__ = [
     "hypergeometric_overlap",
     "max_t_lower_bounds",
     "nan_argmax",
-    "paired_peak_difference",
     "paired_shift",
     "peak_location",
     "percentile_interval",

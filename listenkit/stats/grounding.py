@@ -32,7 +32,6 @@ __all__ = [
     "drop_and_recover",
     "gc_cross_fitted_sharpness",
     "gc_group_difference_test",
-    "gc_peak_difference",
     "grounding_coefficient",
     "probability_drop_and_recover",
 ]
@@ -198,50 +197,6 @@ def gc_cross_fitted_sharpness(
         confidence,
     )
     return {"n_a": n_a, "n_b": n_b} | result
-
-
-def gc_peak_difference(
-    da: np.ndarray,
-    dt: np.ndarray,
-    layers: Sequence[int],
-    *,
-    rng: np.random.Generator,
-    n_resamples: int = 10_000,
-    min_total: float = 0.05,
-    confidence: float = 0.95,
-) -> dict:
-    """v1: ``gc(l*) - gc(runner-up)`` with a paired bootstrap CI, both chosen on the same
-    data (biased; v2 uses ``gc_cross_fitted_sharpness``). A resample where either is
-    undefined counts as ``-inf``."""
-    da, dt = _check(da, dt)
-    gc = grounding_coefficient(da.value(), dt.value(), min_total=min_total)
-    defined = np.flatnonzero(np.isfinite(gc))
-    if len(defined) < 2:
-        return {
-            "peak_layer": int(layers[defined[0]]) if len(defined) else None,
-            "runner_up_layer": None,
-            "difference": float("nan"),
-            "ci_low": float("-inf"),
-            "ci_high": float("nan"),
-            "reason": f"gc is defined at {len(defined)} layer(s); a peak needs two",
-        }
-    order = defined[np.argsort(-gc[defined], kind="stable")]  # ties: lowest layer
-    peak, runner = int(order[0]), int(order[1])
-    diffs = []
-    for mda, mdt in _resampled(da, dt, n_resamples, rng):
-        g = grounding_coefficient(mda, mdt, min_total=min_total)
-        d = g[:, peak] - g[:, runner]
-        diffs.append(np.where(np.isfinite(d), d, -np.inf))
-    boot = np.concatenate(diffs)
-    low, high = percentile_interval(boot, confidence)
-    return {
-        "peak_layer": int(layers[peak]),
-        "runner_up_layer": int(layers[runner]),
-        "difference": float(gc[peak] - gc[runner]),
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "undefined_share": float(np.mean(~np.isfinite(boot))),
-    }
 
 
 def gc_group_difference_test(

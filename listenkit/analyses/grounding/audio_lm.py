@@ -3,10 +3,8 @@
 Same interventions and formulas as ``listenkit.analyses.grounding.whisper`` (Whisper),
 with the text channel in the user turn (``AudioLM.build``). A stream at layer ``l``
 is what layer ``l``'s self-attention reads from that stream's positions
-(``streams="read"``, pre-registration v2: ``lm.self_kv``, the key and value
-projections): the audio stream at the audio-token positions, the text stream at the
-text-context positions. ``streams="v1-write"`` is v1's residual after layer ``l``
-(``lm.resid``) at the same positions, kept for comparison.
+(pre-registration v2: ``lm.self_kv``, the key and value projections): the audio
+stream at the audio-token positions, the text stream at the text-context positions.
 
 For each stimulus the two clips are padded with silence to the longer one's length so
 that x and x_a have the same number of audio tokens, and the two texts must have the
@@ -34,7 +32,7 @@ from listenkit.stimuli.types import ConflictStimulus
 
 __all__ = ["RemoteUnavailableError", "check_remote_available", "lm_grounding_sweep"]
 
-STREAM_COMPONENTS = {"read": "lm.self_kv", "v1-write": "lm.resid"}
+STREAM_COMPONENT = "lm.self_kv"
 NDIF_REPO_ID = "Qwen/Qwen2-Audio-7B-Instruct"
 
 
@@ -170,7 +168,6 @@ def lm_grounding_sweep(
     remote: bool = False,
     repo_id: str = NDIF_REPO_ID,
     progress: bool = True,
-    streams: str = "read",
 ) -> GroundingSweep:
     """dA and dT margins at every LLM layer (or ``layers``) for each conflict stimulus.
 
@@ -187,9 +184,7 @@ def lm_grounding_sweep(
     bad = [layer for layer in layers if not 1 <= layer <= lm.n_layers]
     if bad:
         raise ValueError(f"layers {bad} out of range; valid layers are 1..{lm.n_layers}")
-    if streams not in STREAM_COMPONENTS:
-        raise ValueError(f"unknown streams {streams!r}; known: {', '.join(STREAM_COMPONENTS)}")
-    component = STREAM_COMPONENTS[streams]
+    component = STREAM_COMPONENT
     accesses = QWEN2_AUDIO_LM[component]
     if backend == "hooks":
         runner = _HookRunner(lm, accesses)

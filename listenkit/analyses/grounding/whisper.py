@@ -16,17 +16,15 @@ Per decoder layer ``l`` (from 1):
     dT(l) = (m(x <- text stream of x_t at l) - m(x)) / (m(x_t) - m(x))
 
 A stream at layer ``l`` is what block ``l``'s attention *reads* from that stream's
-positions (``streams="read"``, pre-registration v2): the audio stream is block
+positions (pre-registration v2): the audio stream is block
 ``l``'s cross-attention keys and values (``decoder.cross_kv``), the text stream
 block ``l``'s self-attention keys and values at the prompt positions
 (``decoder.self_kv``; the two prompts have the same token count, so positions line
-up). Queries stay the base run's. ``streams="v1-write"`` is v1's definition, kept
-for comparison: ``decoder.cross_attn_out`` and the residual *after* block ``l`` at
-the prompt positions, which after the last block feeds nothing (dT(N) = 0 by
-construction). A stimulus is used iff ``m(x) - m(x_a) >= floor`` and
-``m(x_t) - m(x) >= floor`` (nats; signed floors, v2). dA and dT are ratios of means
-over the used stimuli (``da_ratio``, ``dt_ratio``); gc and its statistics:
-``listenkit.stats.grounding``.
+up). Queries stay the base run's (v1 patched the residual *after* block ``l``, which
+after the last block feeds nothing: dT(N) = 0 by construction). A stimulus is used
+iff ``m(x) - m(x_a) >= floor`` and ``m(x_t) - m(x) >= floor`` (nats; signed floors,
+v2). dA and dT are ratios of means over the used stimuli (``da_ratio``,
+``dt_ratio``); gc and its statistics: ``listenkit.stats.grounding``.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from listenkit.analyses.effects import StimulusEffects
 from listenkit.engine.batch import PatchItem, RunInput
 from listenkit.engine.metrics import logit_diff_rows
 from listenkit.engine.patching import Progress, run_patching
@@ -50,7 +49,6 @@ from listenkit.stimuli.types import ConflictStimulus
 
 __all__ = [
     "AUDIO_STREAM",
-    "STREAMS",
     "TEXT_STREAM",
     "GroundingSweep",
     "conflict_items",
@@ -59,17 +57,10 @@ __all__ = [
 
 AUDIO_STREAM = Site(component="decoder.cross_kv")
 TEXT_STREAM = Site(component="decoder.self_kv", positions="prompt")
-STREAMS: dict[str, tuple[Site, Site]] = {
-    "read": (AUDIO_STREAM, TEXT_STREAM),
-    "v1-write": (
-        Site(component="decoder.cross_attn_out"),
-        Site(component="decoder.resid", positions="prompt"),
-    ),
-}
 
 
 @dataclass(frozen=True, kw_only=True)
-class GroundingSweep:
+class GroundingSweep(StimulusEffects):
     """Per-stimulus margins (nats) of the three runs and of every patched run."""
 
     ids: tuple[str, ...]
@@ -94,11 +85,22 @@ class GroundingSweep:
         """``m(x_t) - m(x)``: how much the text channel moves the margin."""
         return self.m_text_source - self.m_x
 
-    @property
-    def included(self) -> np.ndarray:
+    def gaps(self) -> tuple[np.ndarray, ...]:
         """Signed floors (v2): the audio must favour ``a`` (``m(x) - m(x_a) >= floor``) and
         the text channel must favour ``b`` (``m(x_t) - m(x) >= floor``)."""
-        return (self.audio_gap >= self.floor) & (self.text_gap >= self.floor)
+        return (self.audio_gap, self.text_gap)
+
+    def ratio(self, rows: np.ndarray | None = None, *, stream: str = "audio") -> RatioOfMeans:
+        """dA (``stream="audio"``) or dT (``"text"``) as a ratio of means over the included
+        stimuli (or ``rows`` of them)."""
+        if stream not in ("audio", "text"):
+            raise ValueError(f"stream must be 'audio' or 'text', got {stream!r}")
+        keep = self.rows(rows)
+        if stream == "audio":
+            return RatioOfMeans(
+                self.m_x[keep, None] - self.audio_patched[keep], self.audio_gap[keep]
+            )
+        return RatioOfMeans(self.text_patched[keep] - self.m_x[keep, None], self.text_gap[keep])
 
     @property
     def failures(self) -> np.ndarray:
@@ -116,17 +118,12 @@ class GroundingSweep:
         return (self.text_patched[keep] - self.m_x[keep, None]) / self.text_gap[keep, None]
 
     def da_ratio(self, rows: np.ndarray | None = None) -> RatioOfMeans:
-        """dA as a ratio of means over the included stimuli (``rows``: a further subset of
-        them): ``sum (m(x) - m(x <- a)) / sum (m(x) - m(x_a))``."""
-        keep = np.flatnonzero(self.included)
-        keep = keep if rows is None else keep[rows]
-        return RatioOfMeans(self.m_x[keep, None] - self.audio_patched[keep], self.audio_gap[keep])
+        """dA: ``sum (m(x) - m(x <- a)) / sum (m(x) - m(x_a))`` (``ratio(stream="audio")``)."""
+        return self.ratio(rows, stream="audio")
 
     def dt_ratio(self, rows: np.ndarray | None = None) -> RatioOfMeans:
-        """dT as a ratio of means: ``sum (m(x <- t) - m(x)) / sum (m(x_t) - m(x))``."""
-        keep = np.flatnonzero(self.included)
-        keep = keep if rows is None else keep[rows]
-        return RatioOfMeans(self.text_patched[keep] - self.m_x[keep, None], self.text_gap[keep])
+        """dT: ``sum (m(x <- t) - m(x)) / sum (m(x_t) - m(x))`` (``ratio(stream="text")``)."""
+        return self.ratio(rows, stream="text")
 
     def exclusions(self) -> dict[str, dict[str, int]]:
         """Excluded stimuli per flip type and reason (a stimulus may fail both floors)."""
@@ -203,15 +200,11 @@ def grounding_sweep(
     batch_size: int = 8,
     backend: str = "hooks",
     progress: Progress = True,
-    streams: str = "read",
 ) -> GroundingSweep:
-    """Run the audio- and text-stream interchange interventions at every decoder layer.
-
-    ``streams``: ``"read"`` (v2, default: what block l's attention reads) or
-    ``"v1-write"`` (v1's sublayer output and residual; for comparison)."""
-    if streams not in STREAMS:
-        raise ValueError(f"unknown streams {streams!r}; known: {', '.join(STREAMS)}")
-    audio_site, text_site = STREAMS[streams]
+    """Run the audio- and text-stream interchange interventions at every decoder layer:
+    the audio stream is block l's cross-attention keys and values (``AUDIO_STREAM``),
+    the text stream its self-attention keys and values at the prompt (``TEXT_STREAM``)."""
+    audio_site, text_site = AUDIO_STREAM, TEXT_STREAM
     if floor <= 0:
         raise ValueError(f"the exclusion floor must be positive, got {floor}")
     if not stimuli:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from listenkit.analyses.effects import StimulusEffects
 from listenkit.engine.metrics import normalized_recovery
 from listenkit.engine.sites import Site
 from listenkit.stats import Curve, RatioOfMeans, bootstrap_curve
@@ -20,7 +21,7 @@ __all__ = ["Sweep"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Sweep:
+class Sweep(StimulusEffects):
     """Result of patching one site at each of ``layers`` for every stimulus.
 
     ``clean``/``corrupt`` are the unpatched metric values [n]; ``patched`` is [n, layers].
@@ -69,29 +70,18 @@ class Sweep:
     def effects(self) -> np.ndarray:
         return self._recovery[0]
 
-    @property
-    def included(self) -> np.ndarray:
-        return self._recovery[1]
-
-    @property
-    def excluded_ids(self) -> tuple[str, ...]:
-        return tuple(i for i, keep in zip(self.ids, self.included, strict=True) if not keep)
-
-    @property
-    def included_ids(self) -> tuple[str, ...]:
-        return tuple(i for i, keep in zip(self.ids, self.included, strict=True) if keep)
+    def gaps(self) -> tuple[np.ndarray, ...]:
+        """``direction * (m_source - m_base)``: what the signed floor applies to."""
+        return (self.direction * (self.source - self.base),)
 
     def included_effects(self) -> np.ndarray:
         """Per-stimulus effects of the included stimuli only: [n_included, layers]."""
         return self.effects[self.included]
 
-    def ratio(self) -> RatioOfMeans:
-        """``E(l)`` as a ratio of means over the included stimuli (what the claims test)."""
-        keep, s = self.included, self.direction
-        if not keep.any():
-            raise ValueError(
-                f"no stimulus passes the signed floor m_clean - m_corrupt >= {self.floor} nats"
-            )
+    def ratio(self, rows: np.ndarray | None = None) -> RatioOfMeans:
+        """``E(l)`` as a ratio of means over the included stimuli (or ``rows`` of them):
+        what the claims test."""
+        keep, s = self.rows(rows), self.direction
         return RatioOfMeans(
             s * (self.patched[keep] - self.base[keep, None]), s * (self.source - self.base)[keep]
         )

@@ -1,0 +1,155 @@
+"""What one claims run shares: the pre-registration, the profile, the evidence folder,
+the analysis cache, the analyses computed in this process and the Holm families.
+
+A p-value claim is judged on its Holm-adjusted p (pre-registration v2: the family is
+the claim's cells that give a p-value in this run). So that the test's outcome is that
+verdict, in whichever worker runs it, the cell's test body is also run for each sibling
+cell in *probe* mode: the sibling's analysis comes from the disk cache (or is computed
+once, under its lock), ``judge`` returns its raw p instead of recording, and a sibling
+that is inconclusive or skipped gives no p. Every worker therefore sees the same family.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from listenkit.claims.cell import Cell, Probed
+from listenkit.claims.preregistration import CellId, Preregistration
+from listenkit.experiments.cache import AnalysisCache, code_sha256
+from listenkit.report.evidence import environment
+
+__all__ = ["ClaimsSession"]
+
+
+class ClaimsSession:
+    """Shared state of a claims run (one per process; under xdist one per worker)."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        prereg: Preregistration,
+        *,
+        profile: str,
+        root: Path,
+        fresh: bool,
+        suite_sha256: str,
+    ) -> None:
+        self.config = config
+        self.prereg = prereg
+        self.profile = profile
+        self.root = root
+        self.cache = AnalysisCache(salt=prereg.sha256 + suite_sha256, fresh=fresh)
+        self._analyses: dict[tuple[str, str, str], Any] = {}
+        self._p_values: dict[CellId, float | None] = {}
+        self._tests: dict[CellId, Callable[..., Any]] = {}
+        self.suite_sha256 = suite_sha256
+
+    def register(self, items: list[pytest.Item]) -> None:
+        """Remember the claim tests of the run (the Holm families' members)."""
+        for item in items:
+            cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+            if isinstance(cell, CellId):
+                self._tests[cell] = item.obj
+
+    def analysis(self, cell: Cell) -> Any:
+        """The ``pytest_listenkit_analysis`` hook's result for the cell, once per process per
+        (experiment, model, family)."""
+        key = (cell.experiment, cell.model, cell.family)
+        if key not in self._analyses:
+            result = self.config.hook.pytest_listenkit_analysis(cell=cell)
+            if result is None:
+                raise LookupError(
+                    f"no pytest_listenkit_analysis hook returned an analysis for {cell.experiment} "
+                    f"({cell.model}, {cell.family}): define one in the suite's conftest.py"
+                )
+            self._analyses[key] = result
+        return self._analyses[key]
+
+    def family_p_values(self, cell: Cell, p: float) -> dict[str, float]:
+        """Raw p of every cell of ``cell``'s claim that gives one in this run (by id)."""
+        self._p_values[cell.id] = p
+        family = {}
+        for other, test in sorted(self._tests.items(), key=lambda kv: kv[0].id):
+            if other.claim != cell.claim:
+                continue
+            if other not in self._p_values:
+                self._p_values[other] = self._probe(other, test)
+            if self._p_values[other] is not None:
+                family[other.id] = self._p_values[other]
+        return family
+
+    def _probe(self, cell_id: CellId, test: Callable[..., Any]) -> float | None:
+        if self.prereg.not_in_profile(cell_id, self.profile):
+            return None
+        try:
+            test(cell=Cell(cell_id, self, probe=True))
+        except Probed as probed:
+            return probed.p
+        except (pytest.skip.Exception, pytest.xfail.Exception):
+            return None
+        return None
+
+    def provenance(self, cell: Cell) -> dict[str, Any]:
+        """What every evidence file says about where its numbers come from."""
+        spec = cell.spec
+        return {
+            "claim": cell.claim,
+            "model": cell.model,
+            "family": cell.family,
+            "profile": self.profile,
+            "underpowered": self.profile == "smoke",
+            "statement": spec.get("statement", ""),
+            "source": spec.get("source", ""),
+            "statistic": spec.get("statistic", ""),
+            "preregistration_version": self.prereg.version,
+            "preregistration_sha256": self.prereg.sha256,
+            "seed": cell.section.get("seed"),
+            "resamples": _maybe(lambda: cell.resamples),
+            "listenkit_commit": git_commit(self.config.rootpath),
+            "code_sha256": code_sha256(),
+            "suite_sha256": self.suite_sha256,
+            "versions": environment(),
+        }
+
+
+def _maybe(get: Callable[[], Any]) -> Any:
+    try:
+        return get()
+    except (KeyError, ValueError):
+        return None
+
+
+@functools.cache
+def git_commit(root: Path) -> str:
+    """The checkout's commit (with ``+changes`` when the work tree differs from it)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=root, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + ("+changes" if dirty.strip() else "")
+
+
+def folder_sha256(folder: Path) -> str:
+    """sha256 over a folder's ``.py`` files (relative path + bytes): the suite's fixtures."""
+    digest = hashlib.sha256()
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

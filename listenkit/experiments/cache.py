@@ -1,0 +1,205 @@
+"""Resume, don't redo: each analysis's raw results cached on disk.
+
+A full-profile run takes one to several hours; killed at 90%, a rerun computes only
+what is missing, and an unchanged rerun only re-renders the evidence. An entry is
+keyed by everything that shapes its numbers:
+
+- the analysis kind (E1, E2, E4-encoder-heads, ...), model, family and profile;
+- the caller's ``salt`` (the claims plugin: the pre-registration's sha256 and the
+  suite's own fixture code);
+- the key parts the caller passes (the model's weights sha256, the stimulus manifest);
+- the code (``code_sha256``: listenkit's ``.py`` files, version included), except the
+  code that only renders or judges (``RENDER_ONLY``), so a better plot or ledger
+  re-renders a finished run instead of recomputing it.
+
+Any part changed -> another key -> recomputed, never reused. ``fresh=True`` ignores
+the cache (and overwrites). Entries are ``.npz`` files (``listenkit.experiments.codec``:
+data, never code) written atomically under ``<root>/analyses/``; an unreadable entry is
+recomputed. One process computes an entry at a time (``<key>.npz.lock``, a ``filelock``
+lock): a second run that needs the same entry says so, waits, and reads the first
+one's result instead of computing it again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from filelock import FileLock, Timeout
+
+from listenkit._version import __version__
+from listenkit.experiments import codec
+from listenkit.experiments.progress import announce
+
+__all__ = ["RENDER_ONLY", "AnalysisCache", "BatchCheckpoint", "code_sha256", "weights_sha256"]
+
+T = TypeVar("T")
+PACKAGE = Path(__file__).resolve().parent.parent
+
+# Code that never shapes an analysis's numbers: plots, pages, the claims plugin (ledger,
+# verdicts, evidence files), progress lines.
+RENDER_ONLY = ("report/", "claims/", "experiments/progress.py")
+
+
+@functools.cache
+def code_sha256(package: Path = PACKAGE) -> str:
+    """sha256 over listenkit's source (relative path + bytes), without ``RENDER_ONLY``."""
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package).as_posix()
+        if relative.startswith(RENDER_ONLY):
+            continue
+        digest.update(relative.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def weights_sha256(module: Any) -> str:
+    """sha256 over a torch module's state dict (names, shapes, dtypes, bytes); memoised
+    on the module."""
+    cached = getattr(module, "_listenkit_weights_sha256", None)
+    if cached:
+        return cached
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    value = digest.hexdigest()
+    module._listenkit_weights_sha256 = value
+    return value
+
+
+def _read(path: Path) -> tuple[bool, Any]:
+    try:
+        return True, codec.load(path)
+    except (OSError, ValueError, KeyError, EOFError):
+        return False, None  # missing or unreadable: recompute
+
+
+class BatchCheckpoint(MutableMapping):
+    """Finished batches of one long computation (batch start -> its results), written to
+    disk after every batch, so that a killed run resumes at the next batch."""
+
+    def __init__(self, path: Path, *, fresh: bool = False) -> None:
+        self.path = path
+        ok, stored = (False, None) if fresh else _read(path)
+        self._done: dict = stored if ok and isinstance(stored, dict) else {}
+
+    def __getitem__(self, key):
+        return self._done[key]
+
+    def __setitem__(self, key, value) -> None:
+        self._done[key] = value
+        codec.dump(self._done, self.path)
+
+    def __delitem__(self, key) -> None:
+        del self._done[key]
+        codec.dump(self._done, self.path)
+
+    def __iter__(self):
+        return iter(self._done)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class AnalysisCache:
+    """Analyses on disk under ``root/analyses`` (default: listenkit's cache folder).
+
+    ``salt``: what else shapes every entry (e.g. the pre-registration's sha256);
+    ``fresh``: recompute every entry this object is asked for (and overwrite it);
+    ``say``: where a waiting process says so (default: stderr)."""
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        salt: str = "",
+        fresh: bool = False,
+        say: Callable[[str], None] = announce,
+    ) -> None:
+        if root is None:
+            from listenkit.models.cache import cache_root
+
+            root = cache_root()
+        self.folder = Path(root) / "analyses"
+        self.salt = salt
+        self.fresh = fresh
+        self.say = say
+
+    def key(self, kind: str, model: str, family: str, profile: str, **parts: str) -> str:
+        digest = hashlib.sha256(self.salt.encode())
+        digest.update(code_sha256().encode())
+        for name in sorted(parts):
+            digest.update(f"{name}={parts[name]}".encode())
+        return f"{kind}-{model}-{family}-{profile}-{digest.hexdigest()[:20]}"
+
+    def get(
+        self,
+        kind: str,
+        model: str,
+        family: str,
+        profile: str,
+        parts: dict[str, str],
+        compute: Callable[..., T],
+        *,
+        batches: bool = False,
+    ) -> T:
+        """``compute()``'s result, from disk when an entry with the same key exists (and
+        not ``fresh``), else computed and stored. With ``batches``, ``compute(done)`` gets
+        a ``BatchCheckpoint`` under the same key (``.partial.npz``) to record finished
+        batches in, dropped once the result is stored."""
+        key = self.key(kind, model, family, profile, **parts)
+        path = self.folder / f"{key}.npz"
+        if path.is_file() and not self.fresh:
+            ok, stored = _read(path)
+            if ok:
+                return stored
+        before = _mtime(path)
+        with self._exclusive(path, key):
+            # what another process stored meanwhile (when fresh: only if it is new)
+            if not self.fresh or _mtime(path) != before:
+                ok, stored = _read(path)
+                if ok:
+                    return stored
+            return self._compute_and_store(path, compute, batches=batches)
+
+    @contextmanager
+    def _exclusive(self, path: Path, key: str) -> Iterator[None]:
+        """Hold ``<path>.lock``, saying so when another process holds it first."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{path}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.say(
+                f"{key}: another process is computing it; waiting for its result "
+                f"(lock {lock.lock_file})"
+            )
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _compute_and_store(self, path: Path, compute: Callable[..., T], *, batches: bool) -> T:
+        if not batches:
+            result = compute()
+            codec.dump(result, path)
+            return result
+        done = BatchCheckpoint(path.with_suffix(".partial.npz"), fresh=self.fresh)
+        result = compute(done)
+        codec.dump(result, path)
+        done.discard()
+        return result
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.is_file() else None

@@ -1,0 +1,514 @@
+"""E1 / E1b: where in the Whisper encoder is the audio consulted?
+
+``analyse`` runs denoising activation patching (Heimersheim & Nanda 2024) on a family's
+minimal pairs at every encoder layer of each site, the machinery's sanity checks and the
+correlational profiles (CKA, norms). The claim statistics take that analysis:
+
+- ``peak_in_region`` (C1, C1-named): ``P_boot(L* in S)``, ``L* = argmax_l E(l)``;
+- ``sharpness`` (C1-sharp): cross-fitted max-T lower bounds of ``E_B(L*) - E_B(l)``;
+- ``agreement`` (C2): ``min(P(|L_c - L*| <= 1), P(|L_n - L*| <= 1))``;
+- ``sites_compared`` (reported) and ``exploratory`` (reported).
+
+``E(l) = sum(m_patched(l) - m_corrupt) / sum(m_clean - m_corrupt)`` over the pairs past
+the signed floor (a ratio of means, pre-registration v2).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from listenkit.analyses.listen_layer.patch_sweep import pair_items, sweep, sweep_items
+from listenkit.analyses.listen_layer.profiles import EncoderProfiles, encoder_profiles
+from listenkit.analyses.listen_layer.result import Sweep
+from listenkit.engine.patching import degenerate_patch_deviation, null_patch_deviation
+from listenkit.engine.sites import Site
+from listenkit.experiments.cache import AnalysisCache, weights_sha256
+from listenkit.experiments.measured import Measured, Requirement
+from listenkit.experiments.progress import reporter
+from listenkit.models.speech_model import SpeechModel
+from listenkit.report.plots import plot_layer_claim, plot_profiles
+from listenkit.stats import (
+    bootstrap_curve,
+    correlational_agreement,
+    cross_fitted_sharpness,
+    peak_location,
+    probability_in,
+    split_halves,
+)
+from listenkit.stimuli.store import StimulusSet
+
+__all__ = [
+    "E1Analysis",
+    "agreement",
+    "analyse",
+    "enough_pairs",
+    "exploratory",
+    "peak_in_region",
+    "relative_region",
+    "sharpness",
+    "sites_compared",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class E1Analysis:
+    """The sweeps of every site, the sanity checks and the profiles of one family."""
+
+    model: str
+    family: str
+    n_layers: int
+    sweeps: dict[str, Sweep]
+    profiles: EncoderProfiles | None
+    null_deviation: dict[str, float]  # the null check: max |m_patched - m_base| per site (nats)
+    degenerate_deviation: float  # the degenerate check: max |m_patched - m_source| (nats)
+    manifest_sha256: str
+    stimulus_params: dict[str, Any]
+    length_ratios: tuple[float, ...] = ()  # corrupt / clean length per pair
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def evidence(self, site: str) -> dict[str, Any]:
+        """What every E1 evidence file says about the sweep at ``site``."""
+        s = self.sweeps[site]
+        return {
+            "site": s.site.to_dict(),
+            "metric": s.metric,
+            "reference": s.reference,
+            "mode": s.mode,
+            "exclusion_floor_nats": s.floor,
+            "floor_rule": "signed: m_clean - m_corrupt >= floor",
+            "n_pairs": len(s.ids),
+            "n_used": int(s.included.sum()),
+            "n_excluded": len(s.excluded_ids),
+            "excluded_ids": list(s.excluded_ids),
+            "per_pair_effects": {
+                sid: [float(x) for x in row]
+                for sid, row in zip(s.included_ids, s.included_effects(), strict=True)
+            },
+            "stimulus_manifest_sha256": self.manifest_sha256,
+            "stimulus_params": self.stimulus_params,
+            "timings_s": self.timings,
+        }
+
+
+def analyse(
+    model: SpeechModel,
+    pairs: StimulusSet,
+    section: Mapping[str, Any],
+    *,
+    family: str,
+    sites: Sequence[str],
+    profile: str,
+    null_check_stimuli: int,
+    cache: AnalysisCache | None = None,
+) -> E1Analysis:
+    """Sweep ``sites`` at every encoder layer on ``pairs`` (metric, reference, mode and
+    floor from the E1 ``section``), run the null and degenerate checks on the first
+    ``null_check_stimuli`` pairs and compute the CKA and norm profiles; cached."""
+    label = f"E1 {model.name} {family}"
+
+    def compute() -> E1Analysis:
+        start = time.perf_counter()
+        items = pair_items(
+            model,
+            list(pairs),
+            section["metric"],
+            reference=section["reference"],
+            mode=section["mode"],
+        )
+        results = sweep_items(
+            model,
+            items,
+            list(sites),
+            section["metric"],
+            reference=section["reference"],
+            mode=section["mode"],
+            floor=section["exclusion_floor_nats"],
+            progress=reporter(f"{label} sweeps ({len(sites)} sites)", "pairs"),
+        )
+        checked = items[:null_check_stimuli]
+        null = null_patch_deviation(model, checked, [Site(component=s) for s in sites])
+        degenerate = degenerate_patch_deviation(
+            model, checked, site=section["secondary"]["degenerate_site"]
+        )
+        sweep_s = time.perf_counter() - start
+        start = time.perf_counter()
+        reporter(f"{label} CKA and norm profiles", "pairs")(0, len(pairs))
+        profiles = encoder_profiles(model, list(pairs))
+        return E1Analysis(
+            model=model.name,
+            family=family,
+            n_layers=model.encoder_layers,
+            sweeps={r.site.component: r for r in results},
+            profiles=profiles,
+            null_deviation=null,
+            degenerate_deviation=float(degenerate),
+            manifest_sha256=pairs.manifest_sha256,
+            stimulus_params=_params(pairs),
+            timings={
+                "sweeps_s": round(sweep_s, 1),
+                "profiles_s": round(time.perf_counter() - start, 1),
+            },
+        )
+
+    return _cached(cache, "E1", model, family, pairs, profile, compute)
+
+
+def analyse_unaligned(
+    model: SpeechModel,
+    pairs: StimulusSet,
+    section: Mapping[str, Any],
+    *,
+    family: str,
+    site: str,
+    profile: str,
+    cache: AnalysisCache | None = None,
+) -> E1Analysis:
+    """One site's sweep on pairs that need not be time-aligned (exploratory); cached."""
+
+    def compute() -> E1Analysis:
+        result = sweep(
+            model,
+            list(pairs),
+            site,
+            metric=section["metric"],
+            reference=section["reference"],
+            mode=section["mode"],
+            floor=section["exclusion_floor_nats"],
+            allow_unaligned=True,
+            progress=reporter(f"exploratory {model.name} {family}", "pairs"),
+        )
+        return E1Analysis(
+            model=model.name,
+            family=family,
+            n_layers=model.encoder_layers,
+            sweeps={site: result},
+            profiles=None,
+            null_deviation={},
+            degenerate_deviation=0.0,
+            manifest_sha256=pairs.manifest_sha256,
+            stimulus_params=_params(pairs),
+            length_ratios=tuple(p.corrupt.audio.size / p.clean.audio.size for p in pairs),
+        )
+
+    return _cached(cache, "exploratory", model, family, pairs, profile, compute)
+
+
+def _params(pairs: StimulusSet) -> dict[str, Any]:
+    return dict(pairs.params) | {"texts": f"{len(pairs)} from text bank v1"}
+
+
+def _cached(cache, kind, model, family, pairs, profile, compute):
+    if cache is None:
+        return compute()
+    parts = {"weights": weights_sha256(model.module), "stimuli": pairs.manifest_sha256}
+    return cache.get(kind, model.name, family, profile, parts, compute)
+
+
+# -- claim statistics ------------------------------------------------------------------
+
+
+def enough_pairs(e1: E1Analysis, site: str, needed: int) -> Requirement:
+    """The pre-registered minimum of pairs past the signed floor."""
+    s = e1.sweeps[site]
+    n_used = int(s.included.sum())
+    return Requirement(
+        ok=n_used >= needed,
+        reason=f"{n_used} of {len(s.ids)} pairs pass the signed floor "
+        f"(m_clean - m_corrupt >= {s.floor} nats); the pre-registered minimum is {needed}",
+        numbers={"n_used": n_used},
+        details=e1.evidence(site),
+    )
+
+
+def relative_region(bounds: Sequence[float], n_layers: int) -> list[int]:
+    """Layers whose relative depth ``l / N`` lies in ``[low, high]`` (inclusive)."""
+    low, high = bounds
+    return [
+        layer for layer in range(1, n_layers + 1) if low - 1e-12 <= layer / n_layers <= high + 1e-12
+    ]
+
+
+def _caveat(values: np.ndarray) -> dict[str, str]:
+    """A ledger note when no layer recovers anything: then L* is not a peak."""
+    if values.size and values.max() < 0:
+        return {
+            "caveat": f"E(l) is below 0 at every layer (at most {values.max():.2f}): "
+            "every single-layer patch lowers the clean transcript's log-prob, so L* marks "
+            "the least harmful layer, not a peak"
+        }
+    return {}
+
+
+def peak_in_region(
+    e1: E1Analysis,
+    site: str,
+    region: Sequence[int],
+    label: str,
+    rng: Any,
+    n_resamples: int,
+) -> Measured:
+    """``P_boot(L* in region)``; ``rng(purpose)`` gives the cell's streams."""
+    s = e1.sweeps[site]
+    ratio, layers = s.ratio(), s.layers
+    curve = bootstrap_curve(ratio, layers, rng=rng("curve"), n_resamples=n_resamples)
+    peak = peak_location(ratio, layers, rng=rng("peak"), n_resamples=n_resamples)
+    p = probability_in(peak.samples, region)
+    distribution = {str(x): float(np.mean(peak.samples == x)) for x in layers}
+
+    def draw(path, heading):
+        plot_layer_claim(
+            path,
+            curve,
+            title=f"{heading}: P({label}) = {p:.3f}",
+            region=region,
+            l_star_samples=peak.samples,
+            per_stimulus=s.included_effects(),
+        )
+
+    return Measured(
+        observed=p,
+        numbers={
+            "L_star": peak.observed,
+            "region": list(region),
+            "n_used": ratio.n,
+            **_caveat(curve.mean),
+        },
+        details=e1.evidence(site)
+        | {
+            "curve": curve.to_records(),
+            "L_star": peak.observed,
+            "region_layers": list(region),
+            "L_star_distribution": distribution,
+            "p_region": p,
+        },
+        why_not=lambda t: (
+            f"P_boot({label}) = {p:.3f} < {t} (L* = {peak.observed} of "
+            f"{len(layers)}, n = {ratio.n})"
+        ),
+        draw=draw,
+    )
+
+
+def sharpness(
+    e1: E1Analysis, site: str, *, salt: str, minimum_half: int, rng: Any, n_resamples: int
+) -> tuple[Requirement, Measured | None]:
+    """C1-sharp: ``L* = argmax E`` on half A (split by ``salt``); on half B the
+    simultaneous 95% max-T lower bounds of ``E_B(L*) - E_B(l)``; observed = their min.
+    The requirement: both halves hold ``minimum_half`` pairs and the bound is defined."""
+    s = e1.sweeps[site]
+    ratio, layers = s.ratio(), s.layers
+    in_a = split_halves(s.included_ids, salt=salt)
+    curve = bootstrap_curve(ratio, layers, rng=rng("curve"), n_resamples=n_resamples)
+    halves = {"n_a": int(in_a.sum()), "n_b": int((~in_a).sum())}
+    half_a = [i for i, a in zip(s.included_ids, in_a, strict=True) if a]
+    evidence = e1.evidence(site) | {"curve": curve.to_records(), "half_a_ids": half_a}
+    if min(halves.values()) < minimum_half:
+        reason = f"halves of {halves} pairs; the pre-registered minimum is {minimum_half}"
+        return Requirement(
+            ok=False,
+            reason=reason,
+            numbers={"n_used": ratio.n, **halves},
+            details=evidence | halves,
+        ), None
+    result = cross_fitted_sharpness(
+        ratio, layers, in_a, rng=rng("sharpness"), n_resamples=n_resamples
+    )
+    observed = result.get("min_lower_bound")
+    numbers = {
+        "L_star_half_a": result.get("L_star"),
+        "closest_layer": result.get("closest_layer"),
+        "n_used": ratio.n,
+        **halves,
+        **_caveat(curve.mean),
+    }
+    if result["sharp"] is None:
+        return Requirement(
+            ok=False, reason=result["reason"], numbers=numbers, details=evidence | result
+        ), None
+
+    def draw(path, heading):
+        plot_layer_claim(
+            path,
+            curve,
+            title=f"{heading}: L* = {result.get('L_star')} (half A), "
+            f"min lower bound on B = {round(observed, 3)}",
+            region=[result["L_star"]] if result.get("L_star") else None,
+            per_stimulus=s.included_effects(),
+        )
+
+    return Requirement(ok=True), Measured(
+        observed=observed,
+        numbers=numbers,
+        details=evidence | result,
+        draw=draw,
+        why_not=lambda t: (
+            f"L* = {result['L_star']} chosen on half A (n = {halves['n_a']}); "
+            f"on half B (n = {halves['n_b']}) the simultaneous 95% lower bound of E(L*) - "
+            f"E(L{result['closest_layer']}) is {observed:.3f}, not > {t}"
+        ),
+    )
+
+
+def agreement(e1: E1Analysis, site: str, definition: str, rng: Any, n_resamples: int) -> Measured:
+    """C2: do the correlational profiles' change points lie within one layer of L*?"""
+    s = e1.sweeps[site]
+    keep = s.included
+    ratio, layers = s.ratio(), s.layers
+    cka, norm = e1.profiles.cka[keep], e1.profiles.norm_ratio[keep]
+    result = correlational_agreement(
+        ratio, cka, norm, layers, rng=rng("agreement"), n_resamples=n_resamples
+    )
+    observed = min(result["p_cka"], result["p_norm"])
+    values = ratio.value()
+    title = f"P(|Lc-L*|<=1) = {result['p_cka']:.3f}, P(|Ln-L*|<=1) = {result['p_norm']:.3f}"
+
+    def draw(path, heading):
+        plot_profiles(
+            path,
+            layers,
+            values,
+            1 - cka.mean(axis=0),
+            norm.mean(axis=0),
+            title=f"{heading}: {title}",
+        )
+
+    return Measured(
+        observed=observed,
+        numbers={
+            "p_cka": round(result["p_cka"], 4),
+            "p_norm": round(result["p_norm"], 4),
+            "L_c": result["L_c_observed"],
+            "L_n": result["L_n_observed"],
+            "n_used": ratio.n,
+            **_caveat(values),
+        },
+        details=e1.evidence(site)
+        | {
+            "p_cka": result["p_cka"],
+            "p_norm": result["p_norm"],
+            "L_c": result["L_c_observed"],
+            "L_n": result["L_n_observed"],
+            "L_star": int(layers[int(np.argmax(values))]),
+            "E": values.tolist(),
+            "one_minus_cka_mean": (1 - cka.mean(axis=0)).tolist(),
+            "norm_ratio_mean": norm.mean(axis=0).tolist(),
+            "definition": definition,
+        },
+        why_not=lambda t: (
+            f"P(|L_c - L*| <= 1) = {result['p_cka']:.3f}, P(|L_n - L*| <= 1) = "
+            f"{result['p_norm']:.3f}; min < {t} (L_c = {result['L_c_observed']}, "
+            f"L_n = {result['L_n_observed']})"
+        ),
+        draw=draw,
+    )
+
+
+def sanity_deviations(e1: E1Analysis, degenerate_tolerance: float, null_tolerance: float) -> None:
+    """Raise ``RuntimeError`` (an error verdict) when the machinery's checks fail."""
+    if e1.degenerate_deviation > degenerate_tolerance:
+        raise RuntimeError(
+            f"machinery broken: whole-residual patching moved the metric "
+            f"{e1.degenerate_deviation:.2e} nats away from the clean run's"
+        )
+    if max(e1.null_deviation.values()) > null_tolerance:
+        raise RuntimeError(
+            f"machinery broken: patching the base run into itself moved the metric by "
+            f"{max(e1.null_deviation.values()):.2e} nats ({e1.null_deviation})"
+        )
+
+
+def sites_compared(
+    e1: E1Analysis,
+    main: str,
+    tolerances: tuple[float, float],
+    null_check_stimuli: int,
+    rng: Any,
+    n_resamples: int,
+) -> Measured:
+    """Reported: E(l) of every swept site next to the claims' site, with the sanity
+    checks' deviations."""
+    curves = {
+        site: bootstrap_curve(s.ratio(), s.layers, rng=rng(site), n_resamples=n_resamples)
+        for site, s in sorted(e1.sweeps.items(), key=lambda kv: kv[0] != main)
+        if s.included.any()
+    }
+    null_worst = max(e1.null_deviation.values())
+
+    def draw(path, heading):
+        others = {k: v for k, v in curves.items() if k != main}
+        plot_layer_claim(
+            path,
+            curves[main],
+            title=f"sites compared, {heading.split(' ', 1)[1]}",
+            extra_curves=others,
+            reference_line=0.0,
+        )
+
+    return Measured(
+        observed=None,
+        numbers={
+            "threshold": list(tolerances),
+            "observed": [float(f"{e1.degenerate_deviation:.3g}"), float(f"{null_worst:.3g}")],
+        },
+        details={
+            "curves": {site: c.to_records() for site, c in curves.items()},
+            "degenerate_check_max_abs_nats": e1.degenerate_deviation,
+            "null_check_max_abs_nats": e1.null_deviation,
+            "null_check_stimuli": null_check_stimuli,
+            "n_used": {site: int(e1.sweeps[site].included.sum()) for site in curves},
+            "stimulus_manifest_sha256": e1.manifest_sha256,
+            "timings_s": e1.timings,
+        },
+        draw=draw if main in curves else None,
+    )
+
+
+def exploratory(
+    e1: E1Analysis, site: str, description: str, rng: Any, n_resamples: int
+) -> Measured:
+    """Reported: E(l) on pairs that are not time-aligned (frames of different speech are
+    spliced), a look, never a claim."""
+    s = e1.sweeps[site]
+    lengths = list(e1.length_ratios)
+    caveat = (
+        f"not time-aligned: corrupt/clean length ratio {min(lengths):.2f} to {max(lengths):.2f}; "
+        "frame-by-frame patching splices frames of different speech (exploratory)"
+    )
+    n_used = int(s.included.sum())
+    curve = None
+    if n_used:
+        curve = bootstrap_curve(s.ratio(), s.layers, rng=rng("curve"), n_resamples=n_resamples)
+
+    def draw(path, heading):
+        plot_layer_claim(
+            path,
+            curve,
+            title=f"exploratory {e1.family}, {e1.model}: {site} (not aligned)",
+            per_stimulus=s.included_effects(),
+            reference_line=0.0,
+        )
+
+    return Measured(
+        observed=None,
+        numbers={
+            "observed": None if curve is None else [round(float(x), 3) for x in curve.mean],
+            "n_used": n_used,
+            "caveat": caveat,
+        },
+        details={
+            "description": description,
+            "site": site,
+            "caveat": caveat,
+            "curve": None if curve is None else curve.to_records(),
+            "n_pairs": len(s.ids),
+            "n_used": n_used,
+            "length_ratios": lengths,
+            "stimulus_manifest_sha256": e1.manifest_sha256,
+        },
+        draw=draw if curve is not None else None,
+    )

@@ -1,0 +1,430 @@
+"""E2 / E5: how much of the decision flows through the audio stream, layer by layer?
+
+``analyse`` runs the two-stream interchange interventions (Geiger et al.) on a family's
+audio-text conflicts (``listenkit.analyses.grounding``): ``dA(l)`` is the share of the
+audio's effect on the margin ``m = log p(a) - log p(b)`` carried by the audio stream at
+layer ``l`` (the keys and values block ``l``'s cross-attention reads), ``dT(l)`` the
+share of the text channel's effect carried by the text stream (block ``l``'s
+self-attention keys and values at the prompt positions), both ratios of means over the
+conflicts past the signed floors; ``gc = dA+ / (dA+ + dT+)``. The claim statistics:
+
+- ``gc_peak_in_region`` (C3), ``gc_sharpness`` (C3-sharp);
+- ``suppression`` (C5a: gc at ``l*`` in failures vs successes, permutation p);
+- ``drop_and_recover`` (C5b);
+- ``null_check`` and ``dominance`` (reported).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from listenkit.analyses.grounding.whisper import GroundingSweep
+from listenkit.experiments.cache import AnalysisCache
+from listenkit.experiments.e1 import relative_region
+from listenkit.experiments.measured import Measured, Requirement
+from listenkit.experiments.progress import reporter
+from listenkit.report.plots import plot_grounding
+from listenkit.stats import (
+    bootstrap_grounding,
+    drop_and_recover,
+    gc_cross_fitted_sharpness,
+    gc_group_difference_test,
+    probability_drop_and_recover,
+    split_halves,
+)
+
+__all__ = [
+    "E2Analysis",
+    "analyse",
+    "dominance",
+    "drop_then_recover",
+    "enough_conflicts",
+    "gc_curves",
+    "gc_peak_in_region",
+    "gc_sharpness",
+    "null_check",
+    "suppression",
+]
+
+READ_NOTE = (
+    "streams = the keys and values block l's attention reads at that stream's positions; "
+    "nothing is forced at any layer (the last included)"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class E2Analysis:
+    """The grounding sweep of one (model, conflict family) and its null check."""
+
+    model: str
+    family: str
+    n_layers: int  # N: decoder layers (Whisper) or LLM layers (audio LMs)
+    sweep: GroundingSweep
+    manifest_sha256: str
+    dropped: dict[str, Any]  # per flip type: stimuli dropped because the texts do not line up
+    null_deviation: dict[str, float] | None = None  # Whisper only (None: not run)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def tdr(self) -> dict[str, tuple[float, int]]:
+        """ALME's Text Dominance Ratio, share of ``m(x) < 0``, per flip type and "all"."""
+        groups: dict[str, list[float]] = defaultdict(list)
+        for m, flip in zip(self.sweep.m_x, self.sweep.flip_types, strict=True):
+            groups[flip].append(m)
+            groups["all"].append(m)
+        return {k: (float(np.mean(np.asarray(v) < 0)), len(v)) for k, v in sorted(groups.items())}
+
+    def evidence(self, section: Mapping[str, Any], curves=None) -> dict[str, Any]:
+        s = self.sweep
+        return {
+            "definitions": {k: section[k] for k in ("metric", "interventions", "dA", "dT", "gc")}
+            | {"gc_positive_part": section["gc_positive_part"]},
+            "audio_stream": s.audio_site.to_dict(),
+            "text_stream": s.text_site.to_dict(),
+            "structural_note": READ_NOTE,
+            "n_layers": self.n_layers,
+            "curves": None if curves is None else curves.to_records(),
+            "per_stimulus_dA": _per_stimulus(s.da(), s),
+            "per_stimulus_dT": _per_stimulus(s.dt(), s),
+            "gc_min_total": section["gc_min_total"],
+            "exclusion_floor_nats": s.floor,
+            "n_stimuli": len(s.ids),
+            "n_used": int(s.included.sum()),
+            "n_failures_used": int((s.failures & s.included).sum()),
+            "exclusions_per_flip_type": s.exclusions(),
+            "dropped_not_lined_up_per_flip_type": self.dropped,
+            "text_dominance_ratio": {k: {"tdr": v, "n": n} for k, (v, n) in self.tdr().items()},
+            "median_margin_m_x": float(np.median(s.m_x)),
+            "stimulus_manifest_sha256": self.manifest_sha256,
+            "timings_s": self.timings,
+        }
+
+
+def _per_stimulus(values: np.ndarray, sweep: GroundingSweep) -> dict[str, list[float]]:
+    ids = [i for i, keep in zip(sweep.ids, sweep.included, strict=True) if keep]
+    return {i: [float(x) for x in row] for i, row in zip(ids, values, strict=True)}
+
+
+def analyse(
+    run_sweep: Callable[..., GroundingSweep],
+    stimuli: Sequence[Any],
+    section: Mapping[str, Any],
+    *,
+    model: str,
+    family: str,
+    profile: str,
+    n_layers: int,
+    manifest_sha256: str,
+    dropped: Mapping[str, Any],
+    run_null: Callable[[Sequence[Any]], dict[str, float]] | None = None,
+    null_check_stimuli: int = 0,
+    cache: AnalysisCache | None = None,
+    weights: str | None = None,
+) -> E2Analysis:
+    """``run_sweep(stimuli, floor, progress)`` (a model's grounding sweep) and
+    ``run_null`` on the first ``null_check_stimuli`` stimuli; cached when ``cache`` and
+    a ``weights`` fingerprint are given."""
+    start = time.perf_counter()
+
+    def compute() -> E2Analysis:
+        sweep = run_sweep(
+            stimuli,
+            section["exclusion_floor_nats"],
+            reporter(f"E2 {model} {family} gc sweep", "conflicts"),
+        )
+        null = run_null(stimuli[:null_check_stimuli]) if run_null is not None else None
+        return E2Analysis(
+            model=model,
+            family=family,
+            n_layers=n_layers,
+            sweep=sweep,
+            manifest_sha256=manifest_sha256,
+            dropped=dict(dropped),
+            null_deviation=null,
+            timings={"sweep_s": round(time.perf_counter() - start, 1)},
+        )
+
+    if cache is None or weights is None:  # no weights fingerprint (a 7B checkpoint)
+        return compute()
+    parts = {"weights": weights, "stimuli": manifest_sha256}
+    return cache.get("E2", model, family, profile, parts, compute)
+
+
+# -- claim statistics ------------------------------------------------------------------
+
+
+def gc_options(section: Mapping[str, Any]) -> dict[str, Any]:
+    return {"min_total": section["gc_min_total"], "positive_part": section["gc_positive_part"]}
+
+
+def enough_conflicts(e2: E2Analysis, section: Mapping[str, Any], needed: int) -> Requirement:
+    """The pre-registered minimum of conflicts past both signed floors."""
+    s = e2.sweep
+    n_used = int(s.included.sum())
+    return Requirement(
+        ok=n_used >= needed,
+        reason=f"{n_used} of {len(s.ids)} conflicts pass both signed floors ({s.floor} nats; "
+        f"exclusions {s.exclusions()}); the pre-registered minimum is {needed}",
+        numbers={"n_used": n_used},
+        details=e2.evidence(section),
+    )
+
+
+def gc_curves(e2: E2Analysis, section: Mapping[str, Any], rng: Any, n_resamples: int, rows=None):
+    """dA, dT and gc per layer with bootstrap CIs (``rows``: a subset of the used ones)."""
+    s = e2.sweep
+    return bootstrap_grounding(
+        s.da_ratio(rows),
+        s.dt_ratio(rows),
+        s.layers,
+        rng=rng,
+        n_resamples=n_resamples,
+        **gc_options(section),
+    )
+
+
+def _draw(curves, title, **options):
+    def draw(path, heading):
+        plot_grounding(path, curves, title=f"{heading}: {title}", note="", **options)
+
+    return draw
+
+
+def gc_peak_in_region(
+    e2: E2Analysis, section: Mapping[str, Any], bounds: Sequence[float], rng: Any, n: int
+) -> tuple[Requirement, Measured]:
+    """C3: ``P_boot(l*_gc / N in bounds)``; requires gc defined somewhere."""
+    s = e2.sweep
+    region = [layer for layer in relative_region(bounds, e2.n_layers) if layer in s.layers]
+    curves = gc_curves(e2, section, rng("curves"), n)
+    p = float(np.isin(curves.l_star_samples, region).mean())
+    distribution = {str(x): float(np.mean(curves.l_star_samples == x)) for x in s.layers}
+    distribution["undefined"] = float(np.mean(curves.l_star_samples == 0))
+    numbers = {"l_star_gc": curves.l_star, "region": region, "n_used": curves.n}
+    label = f"l*/N in [{bounds[0]:g}, {bounds[1]:g}]"
+    measured = Measured(
+        observed=p,
+        numbers=numbers,
+        details=e2.evidence(section, curves)
+        | {
+            "l_star_gc": curves.l_star,
+            "region_layers": region,
+            "l_star_distribution": distribution,
+            "p_region": p,
+        },
+        why_not=lambda t: (
+            f"P_boot(l*_gc/N in [{bounds[0]:g}, {bounds[1]:g}]) = {p:.3f} < {t} "
+            f"(l*_gc = {curves.l_star} of {e2.n_layers}, region {region}, n = {curves.n})"
+        ),
+        draw=_draw(
+            curves, f"P({label}) = {p:.3f}", region=region, l_star_samples=curves.l_star_samples
+        ),
+    )
+    defined = Requirement(
+        ok=curves.l_star != 0,
+        numbers=numbers,
+        details=measured.details,
+        reason="gc is undefined at every layer (dA + dT < gc_min_total)",
+    )
+    return defined, measured
+
+
+def gc_sharpness(
+    e2: E2Analysis, section: Mapping[str, Any], *, salt: str, minimum_half: int, rng: Any, n: int
+) -> tuple[Requirement, Measured | None]:
+    """C3-sharp: ``l* = argmax gc`` on half A; on half B the simultaneous 95% lower bounds
+    of ``gc_B(l*) - gc_B(l)`` where gc_B is defined; observed = their min."""
+    s = e2.sweep
+    ids = [i for i, keep in zip(s.ids, s.included, strict=True) if keep]
+    in_a = split_halves(ids, salt=salt)
+    halves = {"n_a": int(in_a.sum()), "n_b": int((~in_a).sum())}
+    curves = gc_curves(e2, section, rng("curves"), n)
+    evidence = e2.evidence(section, curves) | {
+        "split": {"salt": salt, "half_a_ids": [i for i, a in zip(ids, in_a, strict=True) if a]}
+    }
+    if min(halves.values()) < minimum_half:
+        reason = f"halves of {halves} conflicts; the pre-registered minimum is {minimum_half}"
+        return Requirement(
+            ok=False,
+            reason=reason,
+            numbers={"n_used": curves.n, **halves},
+            details=evidence | halves,
+        ), None
+    result = gc_cross_fitted_sharpness(
+        s.da_ratio(),
+        s.dt_ratio(),
+        s.layers,
+        in_a,
+        rng=rng("sharpness"),
+        n_resamples=n,
+        **gc_options(section),
+    )
+    observed = result.get("min_lower_bound")
+    numbers = {
+        "l_star_gc_half_a": result.get("L_star"),
+        "closest_layer": result.get("closest_layer"),
+        "n_used": curves.n,
+        **halves,
+    }
+    if result["sharp"] is None:
+        return Requirement(
+            ok=False, reason=result["reason"], numbers=numbers, details=evidence | result
+        ), None
+    title = f"l* = {result.get('L_star')} (half A), min lower bound on B = {round(observed, 3)}"
+    return Requirement(ok=True), Measured(
+        observed=observed,
+        numbers=numbers,
+        details=evidence | result,
+        why_not=lambda t: (
+            f"l* = {result['L_star']} chosen on half A (n = {halves['n_a']}); on "
+            f"half B (n = {halves['n_b']}) the simultaneous 95% lower bound of gc(l*) - "
+            f"gc(L{result['closest_layer']}) is {observed:.3f}, not > {t}"
+        ),
+        draw=_draw(curves, title, region=[result["L_star"]] if result.get("L_star") else None),
+    )
+
+
+def suppression(
+    e2: E2Analysis,
+    section: Mapping[str, Any],
+    minimums: Mapping[str, int],
+    rng: Any,
+    n: int,
+    n_permutations: int,
+) -> tuple[Requirement, Measured | None]:
+    """C5a: is gc at the all-stimuli ``l*_gc`` lower in failures (``m(x) < 0``) than in
+    successes? One-sided permutation p (observed)."""
+    s = e2.sweep
+    failures = s.failures[s.included]
+    counts = {"n_failures": int(failures.sum()), "n_successes": int((~failures).sum())}
+    curves = gc_curves(e2, section, rng("curves"), n)
+    evidence = e2.evidence(section, curves) | {"l_star_gc": curves.l_star} | counts
+    short = [
+        f"{counts[key]} {what} (minimum {minimums[minimum]})"
+        for key, what, minimum in (
+            ("n_failures", "failures", "c5a_failures"),
+            ("n_successes", "successes", "c5a_successes"),
+        )
+        if counts[key] < minimums[minimum]
+    ]
+    if short or curves.l_star == 0:
+        reason = "; ".join(short) or "gc is undefined at every layer"
+        return Requirement(
+            ok=False, reason=reason, numbers={"n_used": curves.n, **counts}, details=evidence
+        ), None
+    test = gc_group_difference_test(
+        s.da_ratio(),
+        s.dt_ratio(),
+        failures,
+        s.layers.index(curves.l_star),
+        rng=rng("permutation"),
+        n_permutations=n_permutations,
+        **gc_options(section),
+    )
+    numbers = {"l_star_gc": curves.l_star, "n_used": curves.n, **counts}
+    failure_curves = gc_curves(e2, section, rng("failure-curves"), n, rows=np.flatnonzero(failures))
+    details = evidence | {"test": test, "failure_curves": failure_curves.to_records()}
+    if "reason" in test:
+        return Requirement(ok=False, reason=test["reason"], numbers=numbers, details=details), None
+    title = f"raw p = {test['p_value']:.3f} ({counts['n_failures']} failures)"
+    return Requirement(ok=True), Measured(
+        observed=test["p_value"],
+        numbers=numbers,
+        details=details,
+        why_not=lambda t: (
+            f"permutation p = {test['p_value']:.3f} (gc at l*_gc = {curves.l_star}: "
+            f"successes - failures = {test.get('observed', float('nan')):.3f}; "
+            f"{counts['n_failures']} failures of {curves.n})"
+        ),
+        draw=_draw(curves, title, region=[curves.l_star]),
+    )
+
+
+def drop_then_recover(
+    e2: E2Analysis,
+    section: Mapping[str, Any],
+    drop: float,
+    minimum_failures: int,
+    rng: Any,
+    n: int,
+) -> tuple[Requirement, Measured | None]:
+    """C5b: ``P_boot(exists l1 < l2 < l3: gc(l2) <= gc(l1) - drop, gc(l3) >= gc(l2) +
+    drop)`` on the failures."""
+    s = e2.sweep
+    failures = s.failures[s.included]
+    n_failures = int(failures.sum())
+    curves = gc_curves(e2, section, rng("curves"), n)
+    if n_failures < minimum_failures:
+        reason = f"{n_failures} failures; the pre-registered minimum is {minimum_failures}"
+        return Requirement(
+            ok=False,
+            reason=reason,
+            numbers={"n_used": curves.n, "n_failures": n_failures},
+            details=e2.evidence(section, curves) | {"n_failures": n_failures},
+        ), None
+    rows = np.flatnonzero(failures)
+    failure_curves = gc_curves(e2, section, rng("failure-curves"), n, rows=rows)
+    p = probability_drop_and_recover(
+        s.da_ratio(rows),
+        s.dt_ratio(rows),
+        rng=rng("pattern"),
+        drop=drop,
+        n_resamples=n,
+        **gc_options(section),
+    )
+    pattern = bool(drop_and_recover(failure_curves.gc, drop=drop)[0])
+    return Requirement(ok=True), Measured(
+        observed=p,
+        numbers={"n_failures": n_failures, "n_used": curves.n},
+        details=e2.evidence(section, curves)
+        | {
+            "p_drop_and_recover": p,
+            "pattern_in_point_estimate": pattern,
+            "failure_curves": failure_curves.to_records(),
+        },
+        why_not=lambda t: f"P_boot(drop then recover) = {p:.3f} < {t} on {n_failures} failures",
+        draw=_draw(failure_curves, f"failures (n = {n_failures}), P(drop+recover) = {p:.3f}"),
+    )
+
+
+def null_check(e2: E2Analysis, tolerance: float, null_check_stimuli: int) -> Measured:
+    """Reported (an error when it fails): both streams patched from x into itself."""
+    worst = max(e2.null_deviation.values())
+    if worst > tolerance:
+        raise RuntimeError(
+            f"machinery broken: patching x into itself moved the margin by {worst:.2e} nats "
+            f"({e2.null_deviation})"
+        )
+    return Measured(
+        observed=None,
+        numbers={"threshold": tolerance, "observed": float(f"{worst:.3g}")},
+        details={
+            "null_check_max_abs_nats": e2.null_deviation,
+            "null_check_stimuli": null_check_stimuli,
+        },
+    )
+
+
+def dominance(e2: E2Analysis) -> Measured:
+    """Reported: the Text Dominance Ratio per flip type, with the drops and exclusions."""
+    s, tdr = e2.sweep, e2.tdr()
+    return Measured(
+        observed=None,
+        numbers={
+            "tdr": {k: round(v, 3) for k, (v, _) in tdr.items()},
+            "n": {k: n for k, (_, n) in tdr.items()},
+            "n_used_for_gc": int(s.included.sum()),
+        },
+        details={
+            "text_dominance_ratio": {k: {"tdr": v, "n": n} for k, (v, n) in tdr.items()},
+            "margins_m_x": dict(zip(s.ids, s.m_x.tolist(), strict=True)),
+            "exclusions_per_flip_type": s.exclusions(),
+            "dropped_not_lined_up_per_flip_type": e2.dropped,
+            "stimulus_manifest_sha256": e2.manifest_sha256,
+        },
+    )
