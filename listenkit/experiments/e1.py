@@ -51,6 +51,7 @@ __all__ = [
     "peak_in_region",
     "relative_region",
     "sharpness",
+    "sites",
     "sites_compared",
 ]
 
@@ -93,6 +94,13 @@ class E1Analysis:
             "stimulus_params": self.stimulus_params,
             "timings_s": self.timings,
         }
+
+
+def sites(section: Mapping[str, Any], profile: str) -> list[str]:
+    """The sites E1 sweeps: every claim's, and the secondary ones in their profiles."""
+    secondary = section["secondary"]
+    extra = set(secondary["sites"]) if profile in secondary["sites_in_profiles"] else set()
+    return sorted({c["site"] for c in section["claims"].values()} | extra)
 
 
 def analyse(

@@ -24,11 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from listenkit.analyses.grounding.whisper import GroundingSweep
-from listenkit.experiments.cache import AnalysisCache
+from listenkit.analyses.grounding.whisper import (
+    AUDIO_STREAM,
+    TEXT_STREAM,
+    GroundingSweep,
+    conflict_items,
+    grounding_sweep,
+)
+from listenkit.engine.patching import null_patch_deviation
+from listenkit.experiments.cache import AnalysisCache, weights_sha256
 from listenkit.experiments.e1 import relative_region
 from listenkit.experiments.measured import Measured, Requirement
 from listenkit.experiments.progress import reporter
+from listenkit.models.speech_model import SpeechModel
 from listenkit.report.plots import plot_grounding
 from listenkit.stats import (
     bootstrap_grounding,
@@ -38,10 +46,12 @@ from listenkit.stats import (
     probability_drop_and_recover,
     split_halves,
 )
+from listenkit.stimuli.families import conflict_family
 
 __all__ = [
     "E2Analysis",
     "analyse",
+    "analyse_audio_lm",
     "dominance",
     "drop_then_recover",
     "enough_conflicts",
@@ -111,24 +121,96 @@ def _per_stimulus(values: np.ndarray, sweep: GroundingSweep) -> dict[str, list[f
 
 
 def analyse(
-    run_sweep: Callable[..., GroundingSweep],
-    stimuli: Sequence[Any],
+    model: SpeechModel,
+    spec: Mapping[str, Any],
     section: Mapping[str, Any],
     *,
+    family: str,
+    profile: str,
+    null_check_stimuli: int,
+    cache: AnalysisCache | None = None,
+) -> E2Analysis:
+    """The family's conflicts (``spec``, lined up under the model's tokenizer), the gc
+    sweep on Whisper's decoder and the null check of both streams on the first
+    ``null_check_stimuli`` conflicts; cached."""
+    clean, stimuli = _conflicts(spec, section, profile, model.text_tokens, model.name)
+
+    def null(checked: Sequence[Any]) -> dict[str, float]:
+        audio_items, text_items = conflict_items(model, checked)
+        return null_patch_deviation(model, audio_items, [AUDIO_STREAM]) | null_patch_deviation(
+            model, text_items, [TEXT_STREAM]
+        )
+
+    def sweep(s, floor, progress) -> GroundingSweep:
+        return grounding_sweep(model, s, floor=floor, progress=progress)
+
+    return _analysed(
+        sweep,
+        stimuli,
+        clean,
+        section,
+        model.name,
+        family,
+        profile,
+        model.decoder_layers,
+        run_null=null,
+        null_check_stimuli=null_check_stimuli,
+        cache=cache,
+        weights=weights_sha256(model.module),
+    )
+
+
+def analyse_audio_lm(
+    lm: Any,
+    spec: Mapping[str, Any],
+    section: Mapping[str, Any],
+    *,
+    name: str,
+    family: str,
+    profile: str,
+    remote: bool = False,
+) -> E2Analysis:
+    """The same on an audio language model (``listenkit.models.qwen2_audio.AudioLM``);
+    ``remote`` runs the traces on NDIF through nnsight. Not cached (no weights
+    fingerprint of a 7B checkpoint)."""
+    from listenkit.analyses.grounding.audio_lm import lm_grounding_sweep
+
+    clean, stimuli = _conflicts(spec, section, profile, lm.text_tokens, lm.name)
+
+    def sweep(s, floor, progress) -> GroundingSweep:
+        backend = "nnsight" if remote else "hooks"
+        return lm_grounding_sweep(
+            lm, s, floor=floor, progress=False, backend=backend, remote=remote
+        )
+
+    return _analysed(sweep, stimuli, clean, section, name, family, profile, lm.n_layers)
+
+
+def _conflicts(spec, section, profile, encode, tokenizer_name):
+    return conflict_family(
+        spec,
+        section["per_flip_type"][profile],
+        encode=encode,
+        tokenizer_name=tokenizer_name,
+        seed=section["seed"],
+    )
+
+
+def _analysed(
+    run_sweep: Callable[..., GroundingSweep],
+    stimuli: Sequence[Any],
+    clean: Any,
+    section: Mapping[str, Any],
     model: str,
     family: str,
     profile: str,
     n_layers: int,
-    manifest_sha256: str,
-    dropped: Mapping[str, Any],
+    *,
     run_null: Callable[[Sequence[Any]], dict[str, float]] | None = None,
     null_check_stimuli: int = 0,
     cache: AnalysisCache | None = None,
     weights: str | None = None,
 ) -> E2Analysis:
-    """``run_sweep(stimuli, floor, progress)`` (a model's grounding sweep) and
-    ``run_null`` on the first ``null_check_stimuli`` stimuli; cached when ``cache`` and
-    a ``weights`` fingerprint are given."""
     start = time.perf_counter()
 
     def compute() -> E2Analysis:
@@ -143,15 +225,15 @@ def analyse(
             family=family,
             n_layers=n_layers,
             sweep=sweep,
-            manifest_sha256=manifest_sha256,
-            dropped=dict(dropped),
+            manifest_sha256=clean.manifest_sha256,
+            dropped=dict(clean.header.get("dropped", {})),
             null_deviation=null,
             timings={"sweep_s": round(time.perf_counter() - start, 1)},
         )
 
-    if cache is None or weights is None:  # no weights fingerprint (a 7B checkpoint)
+    if cache is None or weights is None:
         return compute()
-    parts = {"weights": weights, "stimuli": manifest_sha256}
+    parts = {"weights": weights, "stimuli": clean.manifest_sha256}
     return cache.get("E2", model, family, profile, parts, compute)
 
 
