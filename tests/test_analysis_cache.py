@@ -79,7 +79,7 @@ def _run(
     evidence = tmp_path / name
     command = [
         sys.executable, "-m", "pytest", "claims", "-p",
-        "no:cacheprovider", "-s", "--evidence-dir", str(evidence), *extra,
+        "no:cacheprovider", "-s", "--listenkit-evidence-dir", str(evidence), *extra,
     ]  # fmt: skip
     proc = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -108,7 +108,7 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path):
     assert "COMPUTING B" in resumed  # the analysis the kill interrupted
     again, _ = _run(tmp_path, "again", cache, slow_b=False)
     assert "COMPUTING" not in again  # an unchanged rerun only re-renders the evidence
-    fresh, _ = _run(tmp_path, "fresh", cache, slow_b=False, extra=("--fresh",))
+    fresh, _ = _run(tmp_path, "fresh", cache, slow_b=False, extra=("--listenkit-fresh",))
     assert "COMPUTING A" in fresh and "COMPUTING B" in fresh
     fresh_cache = tmp_path / "uninterrupted-cache"
     _, uninterrupted = _run(tmp_path, "uninterrupted", fresh_cache, slow_b=False)
@@ -202,6 +202,26 @@ def test_entries_are_data_never_code(tmp_path):
         codec.decode(tree, {})
     with pytest.raises(codec.CodecError, match="dtype object"):
         codec.encode(np.array([object()]), {})
+    codec.dump({"nan": np.float64("nan"), "n": np.int64(3)}, tmp_path / "scalars.npz")
+    back = codec.load(tmp_path / "scalars.npz")
+    assert np.isnan(back["nan"]) and isinstance(back["n"], np.int64)
+
+
+def test_a_truncated_entry_is_recomputed_and_an_unstorable_result_kept(tmp_path):
+    cache, parts, calls = AnalysisCache(tmp_path), {"stimuli": "s"}, []
+
+    def compute():
+        calls.append(1)
+        return {"value": np.arange(3.0)}
+
+    cache.get("t", "m", "f", "smoke", parts, compute)
+    [entry] = (tmp_path / "analyses").glob("t-*.npz")
+    entry.write_bytes(entry.read_bytes()[:40])  # killed mid-write by another tool
+    assert cache.get("t", "m", "f", "smoke", parts, compute)["value"].tolist() == [0, 1, 2]
+    assert len(calls) == 2
+    with pytest.warns(RuntimeWarning, match="not cached"):
+        kept = cache.get("u", "m", "f", "smoke", parts, lambda: {"when": {1, 2}})
+    assert kept == {"when": {1, 2}}
 
 
 def test_a_second_run_waits_for_the_entry_another_is_computing(tmp_path, capsys):

@@ -111,7 +111,9 @@ def _outcomes(reprec) -> dict[str, str]:
 
 
 def test_verdicts_are_the_test_outcomes(suite: pytest.Pytester):
-    reprec = suite.inline_run("claims", "--evidence-dir", "evidence", "-p", "no:cacheprovider")
+    reprec = suite.inline_run(
+        "claims", "--listenkit-evidence-dir", "evidence", "-p", "no:cacheprovider"
+    )
     ledger = json.loads((suite.path / "evidence" / "verdicts.json").read_text())
     assert ledger["preregistration_version"] == 7
     verdicts = {f"{e['claim']}[{e['model']}-{e['family']}]": e for e in ledger["claims"]}
@@ -148,7 +150,9 @@ def test_verdicts_are_the_test_outcomes(suite: pytest.Pytester):
 @pytest.mark.slow
 def test_holm_families_are_the_same_under_xdist(suite: pytest.Pytester):
     """Cells of one Holm family judged in different workers see the same family."""
-    result = suite.runpytest("claims", "-n", "2", "--evidence-dir", "ev", "-p", "no:cacheprovider")
+    result = suite.runpytest(
+        "claims", "-n", "2", "--listenkit-evidence-dir", "ev", "-p", "no:cacheprovider"
+    )
     result.stdout.fnmatch_lines(["*supported 2 / not supported 3 / inconclusive 1*"])
     ledger = json.loads((suite.path / "ev" / "verdicts.json").read_text())
     holm = [e for e in ledger["claims"] if e["claim"] == "C-p" and e["verdict"] != "skipped"]
@@ -156,7 +160,15 @@ def test_holm_families_are_the_same_under_xdist(suite: pytest.Pytester):
 
 
 def test_models_option_deselects_and_shrinks_the_holm_family(suite: pytest.Pytester):
-    suite.inline_run("claims", "--models", "m1", "--evidence-dir", "ev", "-p", "no:cacheprovider")
+    suite.inline_run(
+        "claims",
+        "--listenkit-models",
+        "m1",
+        "--listenkit-evidence-dir",
+        "ev",
+        "-p",
+        "no:cacheprovider",
+    )
     ledger = json.loads((suite.path / "ev" / "verdicts.json").read_text())
     assert {e["model"] for e in ledger["claims"]} == {"m1"}
     holm = next(e for e in ledger["claims"] if e["claim"] == "C-p")
@@ -168,3 +180,30 @@ def test_the_plugin_stays_out_of_other_runs(pytester: pytest.Pytester):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "listenkit verdicts" not in result.stdout.str()
+
+
+def test_the_holm_family_is_what_runs_and_a_broken_sibling_stays_its_own(suite):
+    """-k narrows the family as --models does; a sibling whose analysis breaks is an
+    error on its own, and the others are judged on the siblings that gave a p."""
+    options = ("--listenkit-evidence-dir", "k", "-p", "no:cacheprovider")
+    suite.inline_run("claims", "-k", "m1", *options)
+    ledger = json.loads((suite.path / "k" / "verdicts.json").read_text())
+    holm = next(e for e in ledger["claims"] if e["claim"] == "C-p")
+    assert holm["holm_cells"] == 1 and holm["verdict"] == "supported"
+    suite.makeconftest(CONFTEST.replace('DATA = {"m1"', 'DATA = {"m3": None, "m1"'))
+    suite.inline_run("claims", "--listenkit-evidence-dir", "b", "-p", "no:cacheprovider")
+    ledger = json.loads((suite.path / "b" / "verdicts.json").read_text())
+    cells = {e["model"]: e for e in ledger["claims"] if e["claim"] == "C-p"}
+    assert cells["m3"]["verdict"] == "error"
+    assert cells["m1"]["verdict"] == "not supported" and cells["m1"]["holm_cells"] == 2
+    evidence = json.loads((suite.path / "b/C-p/m1-f/evidence.json").read_text())
+    assert set(evidence["holm_family"]) == {"m1-f", "m2-f"}
+    assert "m3-f" in evidence["holm_probe_errors"]
+
+
+def test_a_p_value_claim_takes_only_the_cell(suite):
+    extra = CLAIMS.replace("def test_p(cell):", "def test_p(cell, tmp_path):")
+    suite.makepyfile(**{"claims/test_claims": extra})
+    result = suite.runpytest("claims", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*takes only the cell fixture*tmp_path*"])

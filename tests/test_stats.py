@@ -10,8 +10,9 @@ from listenkit.stats import (
     bootstrap_argmax,
     bootstrap_curve,
     holm,
-    permutation_test_head_set,
     probability_in,
+    rank_p_value,
+    sequential_p_value,
 )
 
 
@@ -58,14 +59,24 @@ def test_holm_matches_a_hand_computed_case():
     assert holm([0.9, 0.8])[0] == 1.0
 
 
-def test_permutation_test_of_a_head_set():
+def test_sequential_p_run_to_the_end_is_the_full_r_p():
+    """Besag & Clifford: when fewer than h draws reach the observed value, the sequential
+    p is the full-R rank p; when h do, it stops at the h-th with p = h / n."""
     rng = np.random.default_rng(0)
-    effects = rng.normal(0, 0.1, size=(20, 8))
-    effects[:, [2, 5]] += 1.0
-    strong = permutation_test_head_set(effects, [2, 5], rng=rng, n_permutations=2000)
-    assert strong["p_value"] < 0.05
-    weak = permutation_test_head_set(effects, [0, 1], rng=rng, n_permutations=2000)
-    assert weak["p_value"] > 0.5
+    null = rng.normal(size=200)
+    for observed in (2.5, 1.0, 0.0):
+        full = rank_p_value(observed, null[:100])
+        seq = sequential_p_value(observed, iter(null), h=1000, max_draws=100)
+        assert not seq.stopped_early and seq.p == full and seq.n == 100
+    early = sequential_p_value(0.0, iter(null), h=10, max_draws=100)
+    assert early.stopped_early and early.hits == 10 and early.p == 10 / early.n
+    assert early.n == int(np.flatnonzero(null >= 0.0)[9]) + 1  # stopped at the 10th hit
+    drawn = []
+    lazy = (drawn.append(x) or x for x in null)
+    sequential_p_value(0.0, lazy, h=3, max_draws=100)
+    assert len(drawn) < 100  # the remaining random sets are never computed
+    with pytest.raises(ValueError, match="ran out"):
+        sequential_p_value(9.0, iter(null[:5]), h=2, max_draws=10)
 
 
 def test_bad_effects_are_rejected():

@@ -44,8 +44,9 @@ class Measurement(Protocol):
     def plot(self, path: Path, heading: str) -> None: ...  # draws nothing if it has no plot
 
 
-class Probed(Exception):
-    """Raised by a probing cell's ``judge``: the raw p of a sibling in a Holm family."""
+class Probed(BaseException):
+    """Raised by a probing cell's ``judge``: the raw p of a sibling in a Holm family (a
+    BaseException, so that a test's own ``except Exception`` cannot swallow it)."""
 
     def __init__(self, p: float | None) -> None:
         super().__init__(p)
@@ -140,7 +141,8 @@ class Cell:
         observed = result.observed
         record = {"statistic": spec["statistic"], "threshold": spec["threshold"]}
         if self.session.prereg.holm(self.claim):
-            p_holm, cells = holm_adjusted(self.session.family_p_values(self, observed), self.id.id)
+            family = self.session.family_p_values(self, observed)
+            p_holm, cells = holm_adjusted(family, self.id.id)
             raw_holds = holds(observed, spec["rule"], spec["threshold"])
             record |= {
                 "observed": round(p_holm, 6),
@@ -157,6 +159,8 @@ class Cell:
             decided = observed
         self.record.update(record | result.ledger())
         evidence = result.evidence() | {"threshold": spec["threshold"], "rule": spec["rule"]}
+        if "p_holm" in record:
+            evidence |= {"holm_family": family, "holm_probe_errors": self.session.probe_errors}
         self._write(evidence | {k: record[k] for k in record if k.startswith(("p_", "holm"))})
         self._plot(result)
         if not holds(decided, spec["rule"], spec["threshold"]):

@@ -11,6 +11,7 @@ anything else = error. It stays out of runs that do not collect the claims folde
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -29,37 +30,48 @@ from listenkit.report.evidence import write_json_atomic
 SESSION = pytest.StashKey[ClaimsSession]()
 LEDGER = pytest.StashKey[dict]()
 RECORD = pytest.StashKey[dict]()
+WRITER = pytest.StashKey[object]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("listenkit", "listenkit claims")
-    group.addoption(
-        "--profile",
+# (short name, dest, argparse options): the plugin registers "--listenkit-<name>"; a
+# suite's conftest may add the short "--<name>" with the same dest (``short_options``),
+# so that no generic option name clashes with another plugin's (e.g. pytest-profiling)
+OPTIONS = {
+    "profile": dict(
         choices=("smoke", "full"),
         default="smoke",
         help="smoke: small stimulus sets (fast, underpowered); full: the real "
         "result (sizes in the pre-registration)",
-    )
-    group.addoption(
-        "--models",
+    ),
+    "models": dict(
         default=None,
-        help="comma-separated models to run claims on (default: every model of "
-        "the pre-registered grid)",
-    )
-    group.addoption(
-        "--evidence-dir",
-        default="reports",
-        help="where evidence, the ledger and claims.html are written",
-    )
-    group.addoption(
-        "--fresh",
+        help="comma-separated models to run claims on (default: "
+        "every model of the pre-registered grid)",
+    ),
+    "evidence-dir": dict(
+        default="reports", help="where evidence, the ledger and claims.html are written"
+    ),
+    "fresh": dict(
         action="store_true",
-        help="recompute every analysis, ignoring the on-disk analysis cache (it is rewritten)",
-    )
+        default=False,
+        help="recompute every analysis, ignoring the on-disk analysis cache "
+        "(entries are rewritten)",
+    ),
+}
+
+
+def _dest(name: str) -> str:
+    return "listenkit_" + name.replace("-", "_")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("listenkit", "listenkit claims")
+    for name, options in OPTIONS.items():
+        group.addoption(f"--listenkit-{name}", dest=_dest(name), **options)
     group.addoption(
         "--preregistration",
         default=None,
@@ -71,6 +83,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "the pre-registration TOML, from the rootdir",
         default="claims/preregistration.toml",
     )
+
+
+def short_options(parser: pytest.Parser) -> None:
+    """Add ``--profile``, ``--models``, ``--evidence-dir`` and ``--fresh`` as the short
+    names of the ``--listenkit-*`` options (call it from a suite's ``pytest_addoption``)."""
+    group = parser.getgroup("listenkit", "listenkit claims")
+    for name, options in OPTIONS.items():
+        group.addoption(f"--{name}", dest=_dest(name), **options)
 
 
 def preregistration_path(config: pytest.Config) -> Path:
@@ -93,8 +113,17 @@ def runs_claims(config: pytest.Config) -> bool:
 
 
 def evidence_root(config: pytest.Config) -> Path:
-    root = Path(config.getoption("evidence_dir"))
+    root = Path(config.getoption("listenkit_evidence_dir"))
     return root if root.is_absolute() else config.invocation_params.dir / root
+
+
+def _suite_sha256(config: pytest.Config) -> str:
+    """The suite's own code that can shape an analysis: its ``fixtures/`` folder and the
+    ``conftest.py`` files of the rootdir and of the claims folder."""
+    files = [config.rootpath / "conftest.py", preregistration_path(config).parent / "conftest.py"]
+    parts = [folder_sha256(config.rootpath / "fixtures")]
+    parts += [hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 def _session(config: pytest.Config) -> ClaimsSession | None:
@@ -111,10 +140,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = ClaimsSession(
         config,
         prereg,
-        profile=config.getoption("profile"),
+        profile=config.getoption("listenkit_profile"),
         root=root,
-        fresh=config.getoption("fresh"),
-        suite_sha256=folder_sha256(config.rootpath / "fixtures"),
+        fresh=config.getoption("listenkit_fresh"),
+        suite_sha256=_suite_sha256(config),
+        started=getattr(config, "workerinput", {}).get("listenkit_started"),
     )
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"  # one analysis per worker (``scheduler``)
@@ -137,12 +167,12 @@ def pytest_configure(config: pytest.Config) -> None:
         with manager.global_and_fixture_disabled():
             progress._stderr(text)
 
-    progress.set_writer(past_capture if manager is not None else None)
+    config.stash[WRITER] = progress.set_writer(past_capture if manager is not None else None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _session(config) is not None:
-        progress.set_writer(None)
+    if WRITER in config.stash:
+        progress.set_writer(config.stash[WRITER])  # an outer run's writer, if any
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -162,7 +192,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session = _session(config)
     if session is None:
         return
-    chosen = config.getoption("models")
+    chosen = config.getoption("listenkit_models")
     if chosen:
         wanted = {m.strip() for m in chosen.split(",") if m.strip()}
         drop = [i for i in items if _cell_id(i) is not None and _cell_id(i).model not in wanted]
@@ -178,12 +208,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return float(value) if value is not None else 1.0
 
     items.sort(key=lambda item: -cost(item))  # stable: an analysis's tests stay together
-    session.register(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The Holm families are the claim tests that run (after every deselection)."""
+    claims = _session(session.config)
+    if claims is not None:
+        claims.register(session.items)
 
 
 def _cell_id(item: pytest.Item) -> CellId | None:
     cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
     return cell if isinstance(cell, CellId) else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """Workers share the controller's start time (``--fresh``: what any worker stored
+    after it is this run's)."""
+    claims = _session(node.config)
+    if claims is not None:
+        node.workerinput["listenkit_started"] = claims.started
 
 
 @pytest.hookimpl(optionalhook=True)

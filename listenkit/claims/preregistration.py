@@ -11,7 +11,6 @@ the report matrix all read it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -191,8 +190,3 @@ def _check_claim(claim_id: str, spec: Mapping[str, Any]) -> None:
         raise PreregistrationError(f"claim {claim_id!r} lacks {', '.join(missing)}")
     if spec["rule"] not in RULES:
         raise PreregistrationError(f"claim {claim_id!r}: rule must be one of {RULES}")
-
-
-@functools.cache
-def load_cached(path: str) -> Preregistration:
-    return Preregistration.load(path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,23 +41,38 @@ class ClaimsSession:
         root: Path,
         fresh: bool,
         suite_sha256: str,
+        started: float | None = None,
     ) -> None:
         self.config = config
         self.prereg = prereg
         self.profile = profile
         self.root = root
-        self.cache = AnalysisCache(salt=prereg.sha256 + suite_sha256, fresh=fresh)
+        # under --fresh, an entry another worker stored during this run is fresh too
+        self.started = time.time() if started is None else started
+        self.cache = AnalysisCache(
+            salt=prereg.sha256 + suite_sha256, fresh=fresh, fresh_since=self.started
+        )
         self._analyses: dict[tuple[str, str, str], Any] = {}
         self._p_values: dict[CellId, float | None] = {}
         self._tests: dict[CellId, Callable[..., Any]] = {}
+        self.probe_errors: dict[str, str] = {}
         self.suite_sha256 = suite_sha256
 
     def register(self, items: list[pytest.Item]) -> None:
-        """Remember the claim tests of the run (the Holm families' members)."""
+        """Remember the claim tests that run (after every deselection: ``-k``, ``-m``,
+        ``--models``, ``--lf``) as the Holm families' members, without those a skip mark
+        skips. A p-value claim's test takes ``cell`` alone (it is also run as a probe)."""
         for item in items:
             cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
-            if isinstance(cell, CellId):
-                self._tests[cell] = item.obj
+            if not isinstance(cell, CellId) or _skipped_by_mark(item):
+                continue
+            if self.prereg.holm(cell.claim) and set(item.fixturenames) - {"cell", "request"}:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: a p-value claim's test takes only the cell fixture (its "
+                    f"body is also run for its Holm siblings); it asks for "
+                    f"{sorted(set(item.fixturenames) - {'cell', 'request'})}"
+                )
+            self._tests[cell] = item.obj
 
     def analysis(self, cell: Cell) -> Any:
         """The ``pytest_listenkit_analysis`` hook's result for the cell, once per process per
@@ -86,6 +102,8 @@ class ClaimsSession:
         return family
 
     def _probe(self, cell_id: CellId, test: Callable[..., Any]) -> float | None:
+        """The sibling's raw p, or None when it gives none (not in the profile, skipped,
+        inconclusive, or broken: its own test reports that)."""
         if self.prereg.not_in_profile(cell_id, self.profile):
             return None
         try:
@@ -93,6 +111,9 @@ class ClaimsSession:
         except Probed as probed:
             return probed.p
         except (pytest.skip.Exception, pytest.xfail.Exception):
+            return None
+        except Exception as err:  # the sibling's own test reports it as an error
+            self.probe_errors[cell_id.id] = f"{type(err).__name__}: {err}"[:300]
             return None
         return None
 
@@ -117,6 +138,16 @@ class ClaimsSession:
             "suite_sha256": self.suite_sha256,
             "versions": environment(),
         }
+
+
+def _skipped_by_mark(item: pytest.Item) -> bool:
+    if item.get_closest_marker("skip") is not None:
+        return True
+    for mark in item.iter_markers("skipif"):
+        conditions = mark.args or (mark.kwargs.get("condition", True),)
+        if any(c is True for c in conditions):
+            return True
+    return False
 
 
 def _maybe(get: Callable[[], Any]) -> Any:

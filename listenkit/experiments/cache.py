@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,8 +78,8 @@ def weights_sha256(module: Any) -> str:
 def _read(path: Path) -> tuple[bool, Any]:
     try:
         return True, codec.load(path)
-    except (OSError, ValueError, KeyError, EOFError):
-        return False, None  # missing or unreadable: recompute
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile):
+        return False, None  # missing, truncated or unreadable: recompute
 
 
 class BatchCheckpoint(MutableMapping):
@@ -114,7 +116,8 @@ class AnalysisCache:
     """Analyses on disk under ``root/analyses`` (default: listenkit's cache folder).
 
     ``salt``: what else shapes every entry (e.g. the pre-registration's sha256);
-    ``fresh``: recompute every entry this object is asked for (and overwrite it);
+    ``fresh``: recompute every entry this object is asked for (and overwrite it), except
+    one stored after ``fresh_since`` (a Unix time: another worker of the same run);
     ``say``: where a waiting process says so (default: stderr)."""
 
     def __init__(
@@ -123,6 +126,7 @@ class AnalysisCache:
         *,
         salt: str = "",
         fresh: bool = False,
+        fresh_since: float | None = None,
         say: Callable[[str], None] = announce,
     ) -> None:
         if root is None:
@@ -132,6 +136,7 @@ class AnalysisCache:
         self.folder = Path(root) / "analyses"
         self.salt = salt
         self.fresh = fresh
+        self.fresh_since = fresh_since
         self.say = say
 
     def key(self, kind: str, model: str, family: str, profile: str, **parts: str) -> str:
@@ -158,14 +163,14 @@ class AnalysisCache:
         batches in, dropped once the result is stored."""
         key = self.key(kind, model, family, profile, **parts)
         path = self.folder / f"{key}.npz"
-        if path.is_file() and not self.fresh:
+        if path.is_file() and not self._stale(path):
             ok, stored = _read(path)
             if ok:
                 return stored
         before = _mtime(path)
         with self._exclusive(path, key):
             # what another process stored meanwhile (when fresh: only if it is new)
-            if not self.fresh or _mtime(path) != before:
+            if not self._stale(path) or _mtime(path) != before:
                 ok, stored = _read(path)
                 if ok:
                     return stored
@@ -189,14 +194,21 @@ class AnalysisCache:
         finally:
             lock.release()
 
+    def _stale(self, path: Path) -> bool:
+        """Under ``fresh``: stored before this run (to be recomputed)."""
+        if not self.fresh:
+            return False
+        mtime = _mtime(path)
+        return self.fresh_since is None or mtime is None or mtime / 1e9 < self.fresh_since
+
     def _compute_and_store(self, path: Path, compute: Callable[..., T], *, batches: bool) -> T:
-        if not batches:
-            result = compute()
-            codec.dump(result, path)
-            return result
         done = BatchCheckpoint(path.with_suffix(".partial.npz"), fresh=self.fresh)
-        result = compute(done)
-        codec.dump(result, path)
+        result = compute(done) if batches else compute()
+        try:
+            codec.dump(result, path)
+        except codec.CodecError as err:  # keep the result: this run uses it, uncached
+            warnings.warn(f"{path.name}: not cached ({err})", RuntimeWarning, stacklevel=3)
+            return result
         done.discard()
         return result
 

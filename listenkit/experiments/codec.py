@@ -41,7 +41,11 @@ def _dataclass(name: str) -> type:
     cls: Any = importlib.import_module(module)
     for part in qualname.split("."):
         cls = getattr(cls, part, None)
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+    if not (
+        isinstance(cls, type)
+        and dataclasses.is_dataclass(cls)
+        and f"{cls.__module__}:{cls.__qualname__}" == name
+    ):
         raise CodecError(f"{name!r} is not a listenkit dataclass")
     return cls
 
@@ -50,7 +54,9 @@ def encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     """A JSON-able tree for ``value``; arrays go into ``arrays`` (named a0, a1, ...)."""
     if value is None or isinstance(value, (bool, str)):
         return value
-    if isinstance(value, int) and not isinstance(value, np.integer):
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return {"scalar": value.dtype.str, "value": encode(value.item(), arrays)}
+    if isinstance(value, int):
         return value
     if isinstance(value, float):
         return value if np.isfinite(value) else {"float": repr(value)}
@@ -60,8 +66,6 @@ def encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         name = f"a{len(arrays)}"
         arrays[name] = value
         return {"array": name}
-    if isinstance(value, np.generic):
-        return {"scalar": value.dtype.str, "value": encode(value.item(), arrays)}
     if isinstance(value, list):
         return [encode(v, arrays) for v in value]
     if isinstance(value, tuple):
@@ -137,7 +141,7 @@ def dump(value: Any, path: str | Path) -> None:
 def load(path: str | Path) -> Any:
     """Read an entry written by ``dump`` (``CodecError``, ``OSError`` or ``ValueError`` if
     it cannot)."""
-    with np.load(Path(path), allow_pickle=False) as npz:
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
     tree = json.loads(arrays.pop("__tree__").tobytes().decode())
     return decode(tree, arrays)

@@ -32,10 +32,11 @@ from listenkit.stats.resampling import (
 from listenkit.stats.sharpness import cross_fitted_sharpness, max_t_lower_bounds, split_halves
 from listenkit.stats.shift import ShiftTest, centre_of_mass, paired_shift
 from listenkit.stats.significance import (
+    SequentialP,
     holm,
     hypergeometric_overlap,
-    permutation_test_head_set,
     rank_p_value,
+    sequential_p_value,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "GroundingCurves",
     "Peak",
     "RatioOfMeans",
+    "SequentialP",
     "ShiftTest",
     "as_ratio",
     "bootstrap_argmax",
@@ -63,12 +65,12 @@ __all__ = [
     "paired_shift",
     "peak_location",
     "percentile_interval",
-    "permutation_test_head_set",
     "probability_drop_and_recover",
     "probability_in",
     "rank_p_value",
     "resample_counts",
     "resampled_means",
     "seeded_generator",
+    "sequential_p_value",
     "split_halves",
 ]

@@ -1,12 +1,20 @@
-"""Significance tests and multiplicity: Holm, random-set permutation tests."""
+"""Significance tests and multiplicity: Holm, rank p-values against random draws (full R
+or sequential), the hypergeometric overlap."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["holm", "hypergeometric_overlap", "permutation_test_head_set", "rank_p_value"]
+__all__ = [
+    "SequentialP",
+    "holm",
+    "hypergeometric_overlap",
+    "rank_p_value",
+    "sequential_p_value",
+]
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -25,32 +33,55 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
-def permutation_test_head_set(
-    head_effects: np.ndarray,
-    chosen: Sequence[int],
-    *,
-    rng: np.random.Generator,
-    n_permutations: int = 10_000,
-) -> dict:
-    """Is the chosen head set's total effect larger than that of random sets of the same size?
+@dataclass(frozen=True, kw_only=True)
+class SequentialP:
+    """A sequential Monte Carlo p-value (Besag & Clifford 1991): ``p``, the draws made
+    (``n``), how many reached the observed value (``hits``) and whether it stopped early."""
 
-    ``head_effects`` is [stimuli x heads] (or [heads]); the statistic is the mean over
-    stimuli of the summed effect of the set. One-sided p-value with the +1 correction:
-    ``p = (1 + #{random >= observed}) / (1 + n_permutations)``.
-    """
-    effects = np.asarray(head_effects, dtype=np.float64)
-    per_head = effects.mean(axis=0) if effects.ndim == 2 else effects
-    k = len(chosen)
-    if not 0 < k < len(per_head):
-        raise ValueError(f"head set size {k} must be between 1 and {len(per_head) - 1}")
-    observed = float(per_head[list(chosen)].sum())
-    random_sets = np.argsort(rng.random((n_permutations, len(per_head))), axis=1)[:, :k]
-    null = per_head[random_sets].sum(axis=1)
-    return {
-        "observed": observed,
-        "null_mean": float(null.mean()),
-        "p_value": float((1 + np.count_nonzero(null >= observed)) / (1 + n_permutations)),
-    }
+    p: float
+    n: int
+    hits: int
+    stopped_early: bool
+    null: tuple[float, ...]
+
+
+def sequential_p_value(
+    observed: float,
+    draws: Iterable[float],
+    *,
+    h: int,
+    max_draws: int,
+    tie_rtol: float = 0.0,
+) -> SequentialP:
+    """Draw null values one at a time until ``h`` of them reach ``observed`` (within
+    ``tie_rtol``, as in ``rank_p_value``): then ``p = h / n``; if ``max_draws`` (R) come
+    first, ``p = (1 + #{null >= observed}) / (1 + R)``, the full-R rank p. ``draws`` may
+    be lazy (a generator computing each random set's value on demand)."""
+    if h < 1 or max_draws < 1:
+        raise ValueError(f"need h >= 1 and max_draws >= 1, got {h=}, {max_draws=}")
+    if not tie_rtol >= 0:
+        raise ValueError(f"tie_rtol must be >= 0, got {tie_rtol}")
+    threshold = observed - tie_rtol * abs(observed)
+    null: list[float] = []
+    hits = 0
+    for value in draws:
+        null.append(float(value))
+        hits += null[-1] >= threshold
+        if hits == h:
+            return SequentialP(
+                p=h / len(null), n=len(null), hits=hits, stopped_early=True, null=tuple(null)
+            )
+        if len(null) == max_draws:
+            break
+    if len(null) < max_draws:
+        raise ValueError(f"the draws ran out after {len(null)} of {max_draws}")
+    return SequentialP(
+        p=(1 + hits) / (1 + max_draws),
+        n=max_draws,
+        hits=hits,
+        stopped_early=False,
+        null=tuple(null),
+    )
 
 
 def rank_p_value(observed: float, null: Sequence[float], *, tie_rtol: float = 0.0) -> float:
