@@ -51,19 +51,30 @@ def main() -> None:
         exact, t_exact = results["exact"]
         truth = exact.effects()
         print(f"\n{site}: {truth.size} heads, {int(exact.included.sum())} pairs past the floor")
-        print(f"  {'method':6s} {'time':>8s} {'x faster':>9s} {'rho':>6s} {'r@5':>5s} {'r@10':>5s}"
-              f" {'top-5 via 2k':>13s} {'missed bound':>13s}")  # fmt: skip
+        print(
+            f"  {'method':6s} {'time':>8s} {'x faster':>9s} {'rho':>6s} {'r@5':>5s} {'r@10':>5s}"
+            f" {'top-5 via 2k':>13s} {'missed bound':>13s}"
+        )
         for method in ("atp", "atp*"):
             scores, seconds = results[method]
             screen = scores.effects()
             rank_truth = np.abs(truth) if method == "atp*" else truth  # atp* is a magnitude
             rho = spearmanr(screen.ravel(), rank_truth.ravel()).statistic
-            check = verify(model, items, screen, stack=exact.stack, n_top=2 * K, n_random=8,
-                           rng=np.random.default_rng(0))  # fmt: skip
+            check = verify(
+                model,
+                items,
+                screen,
+                stack=exact.stack,
+                n_top=2 * K,
+                n_random=8,
+                rng=np.random.default_rng(0),
+            )
             found = set(check.top(K)) == set(top_heads(truth, K))
-            print(f"  {method:6s} {seconds:7.1f}s {t_exact / seconds:8.1f}x {rho:6.2f} "
-                  f"{recall(screen, rank_truth, 5):5.2f} {recall(screen, rank_truth, 10):5.2f} "
-                  f"{found!s:>13s} {check.missed_bound:13.3f}")  # fmt: skip
+            print(
+                f"  {method:6s} {seconds:7.1f}s {t_exact / seconds:8.1f}x {rho:6.2f} "
+                f"{recall(screen, rank_truth, 5):5.2f} {recall(screen, rank_truth, 10):5.2f} "
+                f"{found!s:>13s} {check.missed_bound:13.3f}"
+            )
         print(f"  exact  {t_exact:7.1f}s")
 
 

@@ -21,11 +21,18 @@ def five():
 def _scaled(pairs, eps: float) -> list[Pair]:
     """The same pairs with the corruption scaled by ``eps`` (a small, linear-regime one)."""
     return [
-        Pair(id=p.id, attribute=p.attribute, clean=p.clean,
-             corrupt=Utterance(id=p.corrupt.id, text=p.corrupt.text,
-                               audio=p.clean.audio + eps * (p.corrupt.audio - p.clean.audio)))
+        Pair(
+            id=p.id,
+            attribute=p.attribute,
+            clean=p.clean,
+            corrupt=Utterance(
+                id=p.corrupt.id,
+                text=p.corrupt.text,
+                audio=p.clean.audio + eps * (p.corrupt.audio - p.clean.audio),
+            ),
+        )
         for p in pairs
-    ]  # fmt: skip
+    ]
 
 
 def test_atp_is_exact_to_first_order(five):
@@ -48,8 +55,9 @@ def test_the_screen_finds_the_planted_heads_and_verification_confirms_them(five,
     scores = head_scores(five, items=items, method=method)
     planted = set(listen_heads("five", 3))
     assert set(top_heads(scores.effects(), 5)) == planted
-    check = verify(five, items, scores.effects(), n_top=10, n_random=8,
-                   rng=np.random.default_rng(0))  # fmt: skip
+    check = verify(
+        five, items, scores.effects(), n_top=10, n_random=8, rng=np.random.default_rng(0)
+    )
     assert set(check.top(5)) == planted
     assert check.recall[5] == 1.0
     assert abs(check.missed_bound) < 0.05  # nothing outside the screen's top 10 listens
@@ -71,3 +79,33 @@ def test_bad_requests_are_refused(five):
         head_scores(five, planted_pairs(2, 1), site="encoder.attn_out")
     with pytest.raises(ValueError, match="pairs or items"):
         head_scores(five)
+
+
+def test_screen_then_verify_returns_the_exact_top_heads(five):
+    from listenkit.analyses.attribution import screened_top_heads
+
+    items = pair_items(five, planted_pairs(2, 4), "ref_logprob")
+    top, _, check = screened_top_heads(five, items, 5)
+    assert set(top) == set(listen_heads("five", 2))
+    assert check.n_top == 10 and len(check.exact) == 10  # 2k heads patched, not 32
+
+
+def test_sequential_set_test_run_to_the_end_equals_the_full_test(five):
+    """With h above R the sequential test evaluates every set and gives the full-R rank
+    p; with h = 1 on a set no better than random it stops at the first set reaching it."""
+    from listenkit.analyses.heads import (
+        head_set_recovery,
+        random_head_sets,
+        sequential_set_test,
+    )
+
+    items = pair_items(five, planted_pairs(2, 3), "ref_logprob")
+    sets = random_head_sets(4, 8, 5, 6, np.random.default_rng(1))
+    chosen = tuple(sorted(listen_heads("five", 2)))
+    full = head_set_recovery(five, items, chosen, sets)
+    seq = sequential_set_test(five, items, chosen, sets, h=100, chunk=4)
+    assert seq["p_value"] == full["p_value"] and seq["n_evaluated"] == 6
+    np.testing.assert_allclose(seq["null"], full["null"])
+    weak = ((1, 1), (1, 2), (3, 1), (4, 0), (4, 4))  # no planted head for C_2
+    early = sequential_set_test(five, items, weak, sets, h=1, chunk=2)
+    assert early["stopped_early"] and early["n_evaluated"] < 6

@@ -48,7 +48,14 @@ from listenkit.models.speech_model import SpeechModel
 from listenkit.stats import RatioOfMeans
 from listenkit.stimuli.types import Pair
 
-__all__ = ["METHODS", "HeadScores", "Verification", "head_scores", "verify"]
+__all__ = [
+    "METHODS",
+    "HeadScores",
+    "Verification",
+    "head_scores",
+    "screened_top_heads",
+    "verify",
+]
 
 METHODS = ("exact", "atp", "atp*")
 
@@ -339,3 +346,32 @@ def verify(
         spearman=rho,
         missed_bound=bound,
     )
+
+
+def screened_top_heads(
+    model: SpeechModel,
+    items: Sequence[PatchItem],
+    k: int,
+    *,
+    stack: str = "encoder",
+    method: str = "atp",
+    verify_top: int | None = None,
+    floor: float = 1.0,
+    batch_size: int = 8,
+) -> tuple[list[tuple[int, int]], HeadScores, Verification]:
+    """Screen, then verify: ``method`` scores every head, the ``verify_top`` (default
+    ``2k``) best are patched exactly, and the top ``k`` are chosen on the exact values.
+    Only the choice uses the screen; every effect reported for a chosen head is exact."""
+    scores = head_scores(
+        model, items=items, site=COMPONENT[stack], method=method, floor=floor, batch_size=batch_size
+    )
+    check = verify(
+        model,
+        items,
+        scores.effects(),
+        stack=stack,
+        n_top=verify_top or 2 * k,
+        floor=floor,
+        batch_size=batch_size,
+    )
+    return check.top(k), scores, check
