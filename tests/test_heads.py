@@ -11,7 +11,7 @@ import torch
 
 from listenkit import Site, sweep
 from listenkit.analyses.heads import head_set_knockout, head_sweep, random_head_sets, top_heads
-from listenkit.analyses.listen_layer.patch_sweep import pair_items
+from listenkit.analyses.listen_layer.patch_sweep import pair_items, sweep_items
 from listenkit.engine.head_sets import run_head_sets
 from listenkit.models.alignment_heads import alignment_heads, alignment_mask
 from listenkit.stats import hypergeometric_overlap, rank_p_value
@@ -26,15 +26,16 @@ def pairs():
 def test_all_heads_of_a_layer_are_the_attention_output(tiny_model, pairs):
     """z patched in every head = attn.out's input patched = attn_out patched (same bias)."""
     heads = tuple(range(tiny_model.heads))
-    [whole, every_head] = sweep(
-        tiny_model, pairs, ["encoder.attn_out", Site(component="encoder.head", heads=heads)],
-        progress=False,
+    items = pair_items(tiny_model, pairs)
+    whole, every_head = sweep_items(
+        tiny_model, items, ["encoder.attn_out", Site(component="encoder.head", heads=heads)],
+        "ref_logprob", reference="greedy", progress=False,
     )  # fmt: skip
     np.testing.assert_allclose(every_head.patched, whole.patched, atol=1e-4)
-    [cross, cross_heads] = sweep(
-        tiny_model, pairs,
+    cross, cross_heads = sweep_items(
+        tiny_model, items,
         ["decoder.cross_attn_out", Site(component="decoder.cross_head", heads=heads)],
-        progress=False,
+        "ref_logprob", reference="greedy", progress=False,
     )  # fmt: skip
     np.testing.assert_allclose(cross_heads.patched, cross.patched, atol=1e-4)
 
@@ -46,7 +47,7 @@ def test_single_head_sweep_and_sets_agree_with_the_layer_sweep(tiny_model, pairs
     whole_layer = tuple((2, h) for h in range(tiny_model.heads))
     one_head = ((3, 1),)
     _, base, patched = run_head_sets(tiny_model, items, [whole_layer, one_head])
-    [attn] = sweep(tiny_model, pairs, ["encoder.attn_out"], layers=[2], progress=False)
+    attn = sweep(tiny_model, pairs, "encoder.attn_out", layers=[2], progress=False)
     np.testing.assert_allclose(patched[:, 0], attn.patched[:, 0], atol=1e-4)
     np.testing.assert_allclose(patched[:, 1], result.patched[:, 2, 1], atol=1e-4)
     np.testing.assert_allclose(base, result.corrupt, atol=1e-6)

@@ -133,12 +133,12 @@ def analyse(
             lambda: sweep_items(
                 model,
                 items,
-                section["layer_site"],
+                [section["layer_site"]],
                 section["metric"],
                 reference=section["reference"],
                 floor=floor,
                 progress=False,
-            ),
+            )[0],
         )
         sweeps_s = time.perf_counter() - start
         in_a = split_halves(encoder.included_ids, salt=salt)

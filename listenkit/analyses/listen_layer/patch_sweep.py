@@ -104,7 +104,7 @@ def pair_items(
 def sweep(
     model: SpeechModel,
     pairs: Sequence[Pair],
-    site: Site | str | Sequence[Site | str],
+    site: Site | str,
     metric: str = "ref_logprob",
     *,
     reference: str = "greedy",
@@ -115,7 +115,7 @@ def sweep(
     backend: str = "hooks",
     progress: Progress = True,
     allow_unaligned: bool = False,
-) -> Sweep | list[Sweep]:
+) -> Sweep:
     """Patch ``site`` at every layer (or ``layers``) for each minimal pair.
 
     ``metric="ref_logprob"`` scores a reference transcript: the clean audio's own
@@ -124,7 +124,7 @@ def sweep(
     ``mode="denoise"`` restores clean activations into the corrupt run; ``"noise"``
     puts corrupt activations into the clean run. Pairs with
     ``m_clean - m_corrupt < floor`` (nats; a signed floor) are excluded and counted.
-    Several sites share the clean and corrupt runs; then a list is returned.
+    Several sites sharing the clean and corrupt runs: ``sweep_items``.
     Pairs whose lengths differ by more than 1% are refused unless ``allow_unaligned``.
     ``progress``: a tqdm bar (True), nothing (False) or a callable ``(pairs done, total)``.
     """
@@ -137,16 +137,17 @@ def sweep(
         batch_size=batch_size,
         allow_unaligned=allow_unaligned,
     )
-    return sweep_items(
-        model, items, site, metric, reference=reference, mode=mode, layers=layers, floor=floor,
-        batch_size=batch_size, backend=backend, progress=progress,
+    [result] = sweep_items(
+        model, items, [site], metric, reference=reference, mode=mode, layers=layers,
+        floor=floor, batch_size=batch_size, backend=backend, progress=progress,
     )  # fmt: skip
+    return result
 
 
 def sweep_items(
     model: SpeechModel,
     items: Sequence[PatchItem],
-    site: Site | str | Sequence[Site | str],
+    sites: Sequence[Site | str],
     metric: str,
     *,
     reference: str,
@@ -156,11 +157,12 @@ def sweep_items(
     batch_size: int = 8,
     backend: str = "hooks",
     progress: Progress = True,
-) -> Sweep | list[Sweep]:
-    """``sweep`` on items already built by ``pair_items`` (so their transcripts are not
-    decoded again); ``metric``, ``reference`` and ``mode`` must be the ones they were
-    built with (they are recorded in the result)."""
-    sites = _as_sites(site)
+) -> list[Sweep]:
+    """``sweep`` of each of ``sites`` (one clean and one corrupt run shared by all) on
+    items already built by ``pair_items`` (so their transcripts are not decoded again);
+    ``metric``, ``reference`` and ``mode`` must be the ones they were built with (they
+    are recorded in the results)."""
+    sites = _as_sites(sites)
     results = run_patching(
         model,
         items,
@@ -187,4 +189,4 @@ def sweep_items(
                 floor=floor,
             )
         )
-    return sweeps[0] if isinstance(site, (Site, str)) else sweeps
+    return sweeps
