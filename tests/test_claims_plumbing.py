@@ -207,3 +207,9 @@ def test_a_p_value_claim_takes_only_the_cell(suite):
     result = suite.runpytest("claims", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*takes only the cell fixture*tmp_path*"])
+
+
+def test_autouse_fixtures_do_not_count_as_a_p_value_claims_arguments(suite):
+    suite.makeconftest(CONFTEST + "\n\n@pytest.fixture(autouse=True)\ndef seeded():\n    pass\n")
+    reprec = suite.inline_run("claims", "--listenkit-evidence-dir", "a", "-p", "no:cacheprovider")
+    assert _outcomes(reprec)["test_p[m1-f]"] == "failed"  # judged (Holm), not a usage error

@@ -84,12 +84,13 @@ class HeadScores(StimulusEffects):
 
     def effects(self, rows: np.ndarray | None = None) -> np.ndarray:
         """``[layers, heads]``: the signed estimate (``exact``, ``atp``) or the GradDrop
-        magnitude ``mean_l |E_{-l}|`` (``atp*``)."""
+        magnitude ``sum_l |E_{-l}| / (L - 1)`` over the L dropped blocks (``atp*``; a
+        head's own block gives 0; the absolute value is taken of the pooled ratio)."""
         shape = self.scores.shape[2:]
         if self.method != "atp*":
             return self.ratio(rows).value().reshape(shape)
         drops = [np.abs(self.ratio(rows, drop=d).value()) for d in range(1, len(self.scores))]
-        return np.mean(drops, axis=0).reshape(shape)
+        return (np.sum(drops, axis=0) / (len(drops) - 1)).reshape(shape)
 
 
 def head_scores(
@@ -148,29 +149,32 @@ def head_scores(
     )
 
 
-class _DropGradient(torch.autograd.Function):
-    """Identity forward; backward passes a zero gradient while its switch is on."""
+class _SkipBlock(torch.autograd.Function):
+    """Forward: the block's output, unchanged. Backward: the gradient goes to the output
+    (and through the block), or, while the switch is on, past the block to its input
+    only (the block's residual update gets none)."""
 
     @staticmethod
-    def forward(ctx, x, switch):
+    def forward(ctx, block_input, block_output, switch):
         ctx.switch = switch
-        return x.view_as(x)
+        return block_output.view_as(block_output)
 
     @staticmethod
     def backward(ctx, grad):
-        return (torch.zeros_like(grad) if ctx.switch[0] else grad), None
+        if ctx.switch[0]:
+            return grad, torch.zeros_like(grad), None
+        return None, grad, None
 
 
 @contextmanager
 def _droppable(blocks: Sequence[torch.nn.Module], switches: list[list[bool]]):
-    """Route each block's residual update ``out - in`` through ``_DropGradient`` with its
-    own switch: the forward values are unchanged."""
+    """Route each block's output through ``_SkipBlock`` with its own switch: the forward
+    values are unchanged, bit for bit."""
     handles = []
     for block, switch in zip(blocks, switches, strict=True):
 
         def hook(_module, args, output, switch=switch):
-            x = args[0]
-            return x + _DropGradient.apply(output - x, switch)
+            return _SkipBlock.apply(args[0], output, switch)
 
         handles.append(block.register_forward_hook(hook))
     try:
@@ -181,16 +185,14 @@ def _droppable(blocks: Sequence[torch.nn.Module], switches: list[list[bool]]):
 
 
 @contextmanager
-def _head_inputs(projections: Sequence[torch.nn.Module], store: list, *, keep_grad: bool):
-    """Record the input ``z`` of every output projection (retaining its gradient)."""
+def _head_inputs(projections: Sequence[torch.nn.Module], store: list):
+    """Record the input ``z`` of every output projection (``autograd.grad`` takes the
+    gradient with respect to these very tensors)."""
     handles = []
     for j, proj in enumerate(projections):
 
         def pre_hook(_module, args, j=j):
-            z = args[0]
-            if keep_grad:
-                z.retain_grad()
-            store[j] = z
+            store[j] = args[0]
 
         handles.append(proj.register_forward_pre_hook(pre_hook))
     try:
@@ -208,9 +210,9 @@ def _metric(logits: torch.Tensor, rows: dict) -> torch.Tensor:
     return torch.zeros(rows["n_items"], dtype=per_row.dtype).index_add(0, rows["owner"], per_row)
 
 
-def _forward(module, mel, rows, projections, store, *, keep_grad, blocks=(), switches=()):
+def _forward(module, mel, rows, projections, store, *, blocks=(), switches=()):
     with ExitStack() as stack:
-        stack.enter_context(_head_inputs(projections, store, keep_grad=keep_grad))
+        stack.enter_context(_head_inputs(projections, store))
         if blocks:
             stack.enter_context(_droppable(blocks, switches))
         features = module.encoder(mel)
@@ -225,15 +227,25 @@ def _attribute(model: SpeechModel, batch: Batch, stack: str, *, graddrop: bool):
         projections = [b.attn.out for b in module.encoder.blocks]
         n_heads = model.heads
     else:
+        if batch.source["lengths"] != batch.base["lengths"]:
+            raise ValueError(
+                "decoder heads need clean and corrupt rows of equal length at every position; "
+                f"got {batch.source['lengths']} vs {batch.base['lengths']} (items {batch.ids})"
+            )
         projections = [b.cross_attn.out for b in module.decoder.blocks]
         n_heads = module.dims.n_text_head
     clean_z: list = [None] * len(projections)
     corrupt_z: list = [None] * len(projections)
     with torch.inference_mode():
-        m_clean = _forward(
-            module, batch.mel_source, batch.source, projections, clean_z, keep_grad=False
-        )
-    blocks = [*module.encoder.blocks, *module.decoder.blocks] if graddrop else []
+        m_clean = _forward(module, batch.mel_source, batch.source, projections, clean_z)
+    # the blocks whose dropping can change a head's gradient: everything for encoder
+    # heads, the decoder for cross-attention heads (the encoder is upstream of them)
+    blocks = (
+        [*module.decoder.blocks]
+        if stack == "decoder"
+        else [*module.encoder.blocks, *module.decoder.blocks]
+    )
+    blocks = blocks if graddrop else []
     switches = [[False] for _ in blocks]
     with torch.enable_grad():
         m_corrupt = _forward(
@@ -242,7 +254,6 @@ def _attribute(model: SpeechModel, batch: Batch, stack: str, *, graddrop: bool):
             batch.base,
             projections,
             corrupt_z,
-            keep_grad=True,
             blocks=blocks,
             switches=switches,
         )
@@ -278,9 +289,9 @@ class Verification:
     n_top: int
     exact: np.ndarray  # [len(checked)] exact E(l, h)
     screened: np.ndarray  # [len(checked)] the screen's scores
-    recall: dict  # k -> recall@k of the exact top-k among the checked heads
+    recall: dict  # k -> recall@k among the checked heads (k < n_top only)
     spearman: float  # rank correlation of screen and exact over the checked heads
-    missed_bound: float  # the largest exact effect in the random sample (outside the top)
+    sample_max_abs: float  # the largest |exact effect| in the random sample (NaN: none)
 
     def top(self, k: int) -> list[tuple[int, int]]:
         """The ``k`` heads with the largest exact effect among the checked ones."""
@@ -297,55 +308,52 @@ def verify(
     n_top: int,
     n_random: int = 0,
     rng: np.random.Generator | None = None,
+    magnitude: bool = False,
     ks: Sequence[int] = (5, 10),
     floor: float = 1.0,
     batch_size: int = 8,
     progress: Progress = False,
 ) -> Verification:
     """Patch exactly the ``n_top`` heads with the largest ``scores`` (``[layers, heads]``,
-    e.g. ``HeadScores.effects()``) and ``n_random`` others drawn by ``rng``; recall@k
-    is the share of the exact top-k (among the checked heads) that the screen ranks in
-    its top-k."""
+    e.g. ``HeadScores.effects()``) and ``n_random`` others drawn by ``rng``.
+
+    Among the checked heads: recall@k (k < ``n_top``) is the share of the exact top-k
+    that the screen ranks in its top-k, Spearman's rho compares the two rankings (both
+    on the selected heads, so neither describes the whole population), and
+    ``sample_max_abs`` is the largest |effect| in the random sample: a sample maximum
+    (it catches one missed head with probability ``n_random / #rest``), not a bound.
+    ``magnitude``: the scores are magnitudes (``atp*``), compared with |exact|."""
     from scipy.stats import spearmanr
 
     scores = np.asarray(scores, dtype=np.float64)
-    top = top_heads(scores, n_top)
-    rest = [
-        (layer + 1, h)
-        for layer in range(scores.shape[0])
-        for h in range(scores.shape[1])
-        if (layer + 1, h) not in top
-    ]
+    top = top_heads(scores, min(n_top, scores.size))
+    rest = [(layer + 1, h) for layer in range(scores.shape[0]) for h in range(scores.shape[1])
+            if (layer + 1, h) not in top]  # fmt: skip
     sample = []
-    if n_random:
-        picks = (rng or np.random.default_rng(0)).choice(
-            len(rest), size=min(n_random, len(rest)), replace=False
-        )
+    if n_random and rest:
+        generator = rng if rng is not None else np.random.default_rng(0)
+        picks = generator.choice(len(rest), size=min(n_random, len(rest)), replace=False)
         sample = [rest[i] for i in sorted(picks)]
     checked = [*top, *sample]
     sites = [Site(component=COMPONENT[stack], layer=layer, heads=(h,)) for layer, h in checked]
     results = run_patching(model, items, sites, batch_size=batch_size, progress=progress)
     gap = results[0].source - results[0].base
     keep = gap >= floor
+    if not keep.any():
+        raise ValueError(f"no pair passes the signed floor (m_clean - m_corrupt >= {floor} nats)")
     exact = np.array([(r.patched[keep, 0] - r.base[keep]).sum() / gap[keep].sum() for r in results])
     screened = np.array([scores[layer - 1, h] for layer, h in checked])
+    truth = np.abs(exact) if magnitude else exact
     recall = {}
     for k in ks:
-        if k <= len(checked):
-            exact_top = set(np.argsort(-exact, kind="stable")[:k])
+        if k < len(top):
+            exact_top = set(np.argsort(-truth, kind="stable")[:k])
             screen_top = set(np.argsort(-screened, kind="stable")[:k])
             recall[k] = len(exact_top & screen_top) / k
-    rho = float(spearmanr(screened, exact).statistic) if len(checked) > 2 else float("nan")
-    bound = float(exact[len(top) :].max()) if sample else float("nan")
-    return Verification(
-        checked=checked,
-        n_top=len(top),
-        exact=exact,
-        screened=screened,
-        recall=recall,
-        spearman=rho,
-        missed_bound=bound,
-    )
+    rho = float(spearmanr(screened, truth).statistic) if len(checked) > 2 else float("nan")
+    sample_max = float(np.abs(exact[len(top) :]).max()) if sample else float("nan")
+    return Verification(checked=checked, n_top=len(top), exact=exact, screened=screened,
+                        recall=recall, spearman=rho, sample_max_abs=sample_max)  # fmt: skip
 
 
 def screened_top_heads(
@@ -365,12 +373,15 @@ def screened_top_heads(
     scores = head_scores(
         model, items=items, site=COMPONENT[stack], method=method, floor=floor, batch_size=batch_size
     )
+    if verify_top is not None and verify_top < k:
+        raise ValueError(f"verify_top must be >= k = {k}, got {verify_top}")
     check = verify(
         model,
         items,
         scores.effects(),
         stack=stack,
         n_top=verify_top or 2 * k,
+        magnitude=method == "atp*",
         floor=floor,
         batch_size=batch_size,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import subprocess
 import time
 from collections.abc import Callable
@@ -66,11 +67,11 @@ class ClaimsSession:
             cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
             if not isinstance(cell, CellId) or _skipped_by_mark(item):
                 continue
-            if self.prereg.holm(cell.claim) and set(item.fixturenames) - {"cell", "request"}:
+            others = set(inspect.signature(item.obj).parameters) - {"cell"}
+            if self.prereg.holm(cell.claim) and others:
                 raise pytest.UsageError(
                     f"{item.nodeid}: a p-value claim's test takes only the cell fixture (its "
-                    f"body is also run for its Holm siblings); it asks for "
-                    f"{sorted(set(item.fixturenames) - {'cell', 'request'})}"
+                    f"body is also run for its Holm siblings); it asks for {sorted(others)}"
                 )
             self._tests[cell] = item.obj
 

@@ -55,22 +55,28 @@ def sequential_p_value(
 ) -> SequentialP:
     """Draw null values one at a time until ``h`` of them reach ``observed`` (within
     ``tie_rtol``, as in ``rank_p_value``): then ``p = h / n``; if ``max_draws`` (R) come
-    first, ``p = (1 + #{null >= observed}) / (1 + R)``, the full-R rank p. ``draws`` may
-    be lazy (a generator computing each random set's value on demand)."""
+    first with fewer hits, ``p = (1 + #{null >= observed}) / (1 + R)``, the full-R rank
+    p. (When the h-th hit is the R-th draw, p = h / R, Besag and Clifford's value.)
+    ``draws`` may be lazy (a generator computing each random set's value on demand).
+    A p <= alpha needs at least h / alpha draws; p = 1 / (1 + R) needs all R."""
     if h < 1 or max_draws < 1:
         raise ValueError(f"need h >= 1 and max_draws >= 1, got {h=}, {max_draws=}")
     if not tie_rtol >= 0:
         raise ValueError(f"tie_rtol must be >= 0, got {tie_rtol}")
+    if not np.isfinite(observed):
+        raise ValueError(f"the observed value must be finite, got {observed}")
     threshold = observed - tie_rtol * abs(observed)
     null: list[float] = []
     hits = 0
     for value in draws:
         null.append(float(value))
+        if not np.isfinite(null[-1]):
+            raise ValueError(f"draw {len(null)} is not finite ({null[-1]})")
         hits += null[-1] >= threshold
         if hits == h:
-            return SequentialP(
-                p=h / len(null), n=len(null), hits=hits, stopped_early=True, null=tuple(null)
-            )
+            n = len(null)
+            return SequentialP(p=h / n, n=n, hits=hits, stopped_early=n < max_draws,
+                               null=tuple(null))  # fmt: skip
         if len(null) == max_draws:
             break
     if len(null) < max_draws:
