@@ -224,3 +224,16 @@ def test_head_sweep_resumes_from_finished_batches(tiny_model, pairs):
     assert (
         head_sweep(tiny_model, items=items, batch_size=1, progress=False, done=done).clean[0] == 0
     )
+
+
+def test_layer_matched_random_sets_keep_the_top_sets_layer_histogram():
+    from collections import Counter
+
+    from listenkit.analyses.heads import layer_matched_head_sets
+
+    top = [(3, 0), (4, 7), (5, 2), (5, 6), (4, 6)]
+    sets = layer_matched_head_sets(top, 8, 200, np.random.default_rng(0))
+    want = Counter(layer for layer, _ in top)
+    assert all(Counter(layer for layer, _ in s) == want for s in sets)
+    assert all(len(set(s)) == len(top) for s in sets)  # distinct heads
+    assert len(set(sets)) > 100  # and they vary

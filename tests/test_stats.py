@@ -13,6 +13,7 @@ from listenkit.stats import (
     probability_in,
     rank_p_value,
     sequential_p_value,
+    stratified_hypergeometric_overlap,
 )
 
 
@@ -84,3 +85,44 @@ def test_bad_effects_are_rejected():
         bootstrap_curve(np.array([[np.nan, 1.0]]), [1, 2], rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="no stimuli"):
         bootstrap_curve(np.zeros((0, 2)), [1, 2], rng=np.random.default_rng(0))
+
+
+def _strata(top, reference, n_heads):
+    layers = sorted({layer for layer, _ in top})
+    marked = {layer: sum(1 for ref_layer, _ in reference if ref_layer == layer) for layer in layers}
+    drawn = {layer: sum(1 for top_layer, _ in top if top_layer == layer) for layer in layers}
+    return [(n_heads, marked[layer], drawn[layer]) for layer in layers]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected", "p"), [("whisper-tiny.en", 5.17, 0.30), ("whisper-base", 3.88, 0.69)]
+)
+def test_the_layer_stratified_overlap_on_the_published_e4_evidence(model, expected, p):
+    """Issue 25's hand computation: conditioning on the layers of the top-8 decoder heads,
+    OpenAI's alignment heads overlap them as much as chance would (p .30 and .69), where
+    the unstratified hypergeometric gave .0047 and .0185."""
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "results" / "2026-11-28-e4-full"
+    evidence = json.loads(
+        (folder / "C6-alignment" / f"{model}-noise" / "evidence.json").read_text()
+    )
+    top = [tuple(h) for h in evidence["top_decoder_heads_half_a"]]
+    reference = [tuple(h) for h in evidence["alignment_heads"]]
+    n_heads = len(evidence["decoder_effects_half_a"][0])
+    overlap = len(set(top) & set(reference))
+    tail, mean = stratified_hypergeometric_overlap(overlap, _strata(top, reference, n_heads))
+    assert mean == pytest.approx(expected, abs=0.005)
+    assert tail == pytest.approx(p, abs=0.005)
+    rng = np.random.default_rng(0)  # the same law by simulation
+    draws = [sum(rng.hypergeometric(m, n - m, d) for n, m, d in _strata(top, reference, n_heads))
+             for _ in range(20_000)]  # fmt: skip
+    assert np.mean(np.asarray(draws) >= overlap) == pytest.approx(tail, abs=0.015)
+
+
+def test_a_planted_overlap_beyond_the_layer_counts_is_significant():
+    # 8 heads drawn in one layer of 8, all 8 marked: no evidence; 4 of 4 drawn among 4 of 16
+    assert stratified_hypergeometric_overlap(8, [(8, 8, 8)])[0] == pytest.approx(1.0)
+    tail, _ = stratified_hypergeometric_overlap(4, [(16, 4, 4)])
+    assert tail == pytest.approx(1 / 1820)  # C(16, 4)

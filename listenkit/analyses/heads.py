@@ -37,6 +37,7 @@ __all__ = [
     "head_set_knockout",
     "head_set_recovery",
     "head_sweep",
+    "layer_matched_head_sets",
     "random_head_sets",
     "sequential_set_test",
     "top_heads",
@@ -137,6 +138,22 @@ def random_head_sets(
     for _ in range(r):
         flat = rng.choice(n_layers * n_heads, size=k, replace=False)
         sets.append(tuple(sorted((int(i // n_heads) + 1, int(i % n_heads)) for i in flat)))
+    return sets
+
+
+def layer_matched_head_sets(
+    chosen: Sequence[tuple[int, int]], n_heads: int, r: int, rng: np.random.Generator
+) -> list[HeadSet]:
+    """``r`` random sets with the same number of heads in each layer as ``chosen``: the
+    null for "these heads, not others of their layers" (distinct heads within a layer)."""
+    histogram: dict[int, int] = {}
+    for layer, _ in chosen:
+        histogram[layer] = histogram.get(layer, 0) + 1
+    sets = []
+    for _ in range(r):
+        heads = [(layer, int(h)) for layer, count in sorted(histogram.items())
+                 for h in rng.choice(n_heads, size=count, replace=False)]  # fmt: skip
+        sets.append(tuple(sorted(heads)))
     return sets
 
 

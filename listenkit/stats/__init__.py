@@ -37,6 +37,7 @@ from listenkit.stats.significance import (
     hypergeometric_overlap,
     rank_p_value,
     sequential_p_value,
+    stratified_hypergeometric_overlap,
 )
 
 __all__ = [
@@ -73,4 +74,5 @@ __all__ = [
     "seeded_generator",
     "sequential_p_value",
     "split_halves",
+    "stratified_hypergeometric_overlap",
 ]

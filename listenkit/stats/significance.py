@@ -14,6 +14,7 @@ __all__ = [
     "hypergeometric_overlap",
     "rank_p_value",
     "sequential_p_value",
+    "stratified_hypergeometric_overlap",
 ]
 
 
@@ -116,3 +117,24 @@ def hypergeometric_overlap(overlap: int, population: int, marked: int, drawn: in
             f"{overlap=}, {population=}, {marked=}, {drawn=}"
         )
     return float(hypergeom.sf(overlap - 1, population, marked, drawn))
+
+
+def stratified_hypergeometric_overlap(
+    overlap: int, strata: Sequence[tuple[int, int, int]]
+) -> tuple[float, float]:
+    """``(P(sum_l X_l >= overlap), E[sum_l X_l])`` for independent ``X_l ~
+    Hypergeometric(population_l, marked_l, drawn_l)``, one per stratum ``(population,
+    marked, drawn)``: an overlap null that conditions on how many items were drawn in
+    each stratum (e.g. heads per layer), by exact convolution of the pmfs."""
+    from scipy.stats import hypergeom
+
+    pmf = np.array([1.0])
+    expected = 0.0
+    for population, marked, drawn in strata:
+        if not (0 <= marked <= population and 0 <= drawn <= population):
+            raise ValueError(f"bad stratum {(population, marked, drawn)}")
+        support = np.arange(0, drawn + 1)
+        pmf = np.convolve(pmf, hypergeom.pmf(support, population, marked, drawn))
+        expected += drawn * marked / population if population else 0.0
+    tail = float(np.clip(pmf[max(0, overlap) :].sum(), 0.0, 1.0)) if overlap < pmf.size else 0.0
+    return tail, expected
