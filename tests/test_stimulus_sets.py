@@ -269,3 +269,29 @@ def test_prosody_classes_keep_timing_and_level_and_change_pitch():
     assert ranges["high-flat"] < ranges["high-wide"] and ranges["low-narrow"] < ranges["high-wide"]
     with pytest.raises(ValueError, match="unknown prosody class"):
         prosody_class(audio, "angry")
+
+
+@pytest.mark.slow
+def test_shared_level_noise_pairs_differ_only_by_the_noise():
+    """v3's noise pairs (shared_level): a clipping mixture is scaled with its clean side,
+    so corrupt - clean is the scaled noise alone, at the asked SNR over the speech span;
+    v2's scaled only the corrupt side (a pair also differed by a gain)."""
+    from listenkit.stimuli.noise import speech_span
+
+    texts = textbank()[:3]
+
+    def snr_of_difference(pair):
+        span = speech_span(pair.clean.audio)
+        clean = pair.clean.audio[span].astype(np.float64)
+        noise = (pair.corrupt.audio - pair.clean.audio)[span].astype(np.float64)
+        return 10 * np.log10(np.sum(clean**2) / np.sum(noise**2))
+
+    shared = noise_pairs(texts, 0.0, "white", seed=3, shared_level=True)
+    v2 = noise_pairs(texts, 0.0, "white", seed=3)
+    levels = [p.meta["mixture_level"] for p in shared]
+    assert min(levels) < 1.0  # at 0 dB some mixtures would clip
+    for a, b in zip(shared, v2, strict=True):
+        assert abs(snr_of_difference(a)) < 0.01
+        np.testing.assert_array_equal(a.corrupt.audio, b.corrupt.audio)
+    assert max(abs(snr_of_difference(p)) for p in v2) > 0.1
+    assert shared.manifest_sha256 != v2.manifest_sha256

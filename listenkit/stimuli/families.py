@@ -54,7 +54,14 @@ def family_pairs(spec: Mapping[str, Any], n: int, *, seed: int) -> StimulusSet:
     texts = list(bank[:n])
     generator = spec["generator"]
     if generator == "noise_pairs":
-        return noise_pairs(texts, spec["snr_db"], spec["noise"], seed, voice=spec["voice"])
+        return noise_pairs(
+            texts,
+            spec["snr_db"],
+            spec["noise"],
+            seed,
+            voice=spec["voice"],
+            shared_level=spec.get("shared_level", False),
+        )
     if generator == "voice_pairs":
         return voice_pairs(texts, spec["voice_a"], spec["voice_b"])
     if generator == "praat_voice_pairs":

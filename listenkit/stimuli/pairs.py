@@ -78,10 +78,15 @@ def noise_pairs(
     seed: int = 0,
     *,
     voice: str = DEFAULT_VOICE,
+    shared_level: bool = False,
 ) -> StimulusSet:
     """Clean speech vs the same speech plus ``noise`` at ``snr_db`` over the speech span.
 
-    Babble is the sum of six real LibriVox talkers (pocketsphinx test clips).
+    A mixture whose peak would pass 1 is scaled as a whole by ``level = 1 / peak``.
+    ``shared_level=True`` scales the clean utterance by the same ``level``, so that a
+    pair differs only by the noise (``corrupt - clean = level * noise``); by default
+    (pre-registration v2) only the corrupt side is scaled, and a pair also differs by
+    that gain. Babble is the sum of six real LibriVox talkers (pocketsphinx test clips).
     """
     texts = _check_texts(texts)
     if noise not in NOISE_KINDS:
@@ -93,6 +98,8 @@ def noise_pairs(
         "seed": int(seed),
         "voice": voice,
     }
+    if shared_level:  # only when asked: v2's sets keep their parameters and manifests
+        params["shared_level"] = True
 
     def build():
         tts = _voice(voice)
@@ -106,6 +113,8 @@ def noise_pairs(
                 clean, make_noise(noise, clean.size, rng, babble_clips=clips), snr_db, span=span
             )
             corrupt, level = fit_to_unit_range(mixture)
+            if shared_level:
+                clean = (clean * np.float32(level)).astype(np.float32)
             pid = f"noise-{noise}-{snr_db:g}dB/{i:04d}"
             pairs.append(
                 Pair(
