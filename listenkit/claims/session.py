@@ -137,8 +137,14 @@ class ClaimsSession:
             "listenkit_commit": git_commit(self.config.rootpath),
             "code_sha256": code_sha256(),
             "suite_sha256": self.suite_sha256,
-            "versions": environment(),
+            "versions": _environment(),
         }
+
+
+@functools.cache
+def _environment() -> dict[str, str]:
+    """The versions that shape the numbers, read once per process."""
+    return environment()
 
 
 def _skipped_by_mark(item: pytest.Item) -> bool:

@@ -28,7 +28,7 @@ from listenkit.analyses.listen_layer.result import Sweep
 from listenkit.engine.patching import degenerate_patch_deviation, null_patch_deviation
 from listenkit.engine.sites import Site
 from listenkit.experiments.cache import AnalysisCache, weights_sha256
-from listenkit.experiments.measured import Measured, Requirement
+from listenkit.experiments.measured import Measured, Requirement, enough_in_halves
 from listenkit.experiments.progress import reporter
 from listenkit.models.speech_model import SpeechModel
 from listenkit.report.plots import plot_layer_claim, plot_profiles
@@ -312,17 +312,11 @@ def sharpness(
     ratio, layers = s.ratio(), s.layers
     in_a = split_halves(s.included_ids, salt=salt)
     curve = bootstrap_curve(ratio, layers, rng=rng("curve"), n_resamples=n_resamples)
-    halves = {"n_a": int(in_a.sum()), "n_b": int((~in_a).sum())}
     half_a = [i for i, a in zip(s.included_ids, in_a, strict=True) if a]
     evidence = e1.evidence(site) | {"curve": curve.to_records(), "half_a_ids": half_a}
-    if min(halves.values()) < minimum_half:
-        reason = f"halves of {halves} pairs; the pre-registered minimum is {minimum_half}"
-        return Requirement(
-            ok=False,
-            reason=reason,
-            numbers={"n_used": ratio.n, **halves},
-            details=evidence | halves,
-        ), None
+    halves, enough = enough_in_halves(in_a, minimum_half, "pairs", {"n_used": ratio.n}, evidence)
+    if not enough.ok:
+        return enough, None
     result = cross_fitted_sharpness(
         ratio, layers, in_a, rng=rng("sharpness"), n_resamples=n_resamples
     )

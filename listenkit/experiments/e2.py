@@ -34,7 +34,7 @@ from listenkit.analyses.grounding.whisper import (
 from listenkit.engine.patching import null_patch_deviation
 from listenkit.experiments.cache import AnalysisCache, weights_sha256
 from listenkit.experiments.e1 import relative_region
-from listenkit.experiments.measured import Measured, Requirement
+from listenkit.experiments.measured import Measured, Requirement, enough_in_halves
 from listenkit.experiments.progress import reporter
 from listenkit.models.speech_model import SpeechModel
 from listenkit.report.plots import plot_grounding
@@ -324,19 +324,15 @@ def gc_sharpness(
     s = e2.sweep
     ids = [i for i, keep in zip(s.ids, s.included, strict=True) if keep]
     in_a = split_halves(ids, salt=salt)
-    halves = {"n_a": int(in_a.sum()), "n_b": int((~in_a).sum())}
     curves = gc_curves(e2, section, rng("curves"), n)
     evidence = e2.evidence(section, curves) | {
         "split": {"salt": salt, "half_a_ids": [i for i, a in zip(ids, in_a, strict=True) if a]}
     }
-    if min(halves.values()) < minimum_half:
-        reason = f"halves of {halves} conflicts; the pre-registered minimum is {minimum_half}"
-        return Requirement(
-            ok=False,
-            reason=reason,
-            numbers={"n_used": curves.n, **halves},
-            details=evidence | halves,
-        ), None
+    halves, enough = enough_in_halves(
+        in_a, minimum_half, "conflicts", {"n_used": curves.n}, evidence
+    )
+    if not enough.ok:
+        return enough, None
     result = gc_cross_fitted_sharpness(
         s.da_ratio(),
         s.dt_ratio(),

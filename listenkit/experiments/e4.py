@@ -180,36 +180,22 @@ def analyse(
         chosen = tuple(sorted(top))
         n_sets = 1 + len(random_sets)
         tie = section["rank_tie_rtol"]
-        recovery = stage(
-            "patched-sets",
-            lambda done: head_set_recovery(
-                model,
-                items_b,
-                chosen,
-                random_sets,
-                tie_rtol=tie,
-                done=done,
-                progress=reporter(
-                    f"{label} {n_sets} head sets patched on half B", "pairs", resumed=done
-                ),
-            ),
-            batches=True,
-        )
-        knockout = stage(
-            "ablated-sets",
-            lambda done: head_set_knockout(
-                model,
-                items_b,
-                chosen,
-                random_sets,
-                tie_rtol=tie,
-                done=done,
-                progress=reporter(
-                    f"{label} {n_sets} head sets ablated on half B", "pairs", resumed=done
-                ),
-            ),
-            batches=True,
-        )
+        tests = {}
+        for name, run, verb in (
+            ("patched-sets", head_set_recovery, "patched"),
+            ("ablated-sets", head_set_knockout, "ablated"),
+        ):
+
+            def compute_sets(done, run=run, verb=verb):
+                progress = reporter(
+                    f"{label} {n_sets} head sets {verb} on half B", "pairs", resumed=done
+                )
+                return run(
+                    model, items_b, chosen, random_sets, tie_rtol=tie, done=done, progress=progress
+                )
+
+            tests[name] = stage(name, compute_sets, batches=True)
+        recovery, knockout = tests["patched-sets"], tests["ablated-sets"]
         return E4Analysis(
             **common,
             top=top,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Measured", "Requirement"]
+__all__ = ["Measured", "Requirement", "enough_in_halves"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,3 +55,17 @@ class Requirement:
     reason: str = ""
     numbers: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def enough_in_halves(
+    in_a: Any, minimum: int, unit: str, numbers: dict[str, Any], details: dict[str, Any]
+) -> tuple[dict[str, int], Requirement]:
+    """The halves' sizes of a cross-fitted split (``in_a``: a boolean mask) and the
+    requirement that each holds ``minimum`` stimuli (``unit``: what they are)."""
+    halves = {"n_a": int(in_a.sum()), "n_b": int((~in_a).sum())}
+    return halves, Requirement(
+        ok=min(halves.values()) >= minimum,
+        reason=f"halves of {halves} {unit}; the pre-registered minimum is {minimum}",
+        numbers=numbers | halves,
+        details=details | halves,
+    )
