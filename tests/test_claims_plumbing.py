@@ -120,7 +120,8 @@ def test_verdicts_are_the_test_outcomes(suite: pytest.Pytester):
     expected = {
         "C-value[m1-f]": ("supported", "passed"),
         "C-value[m2-f]": ("not supported", "failed"),
-        "C-p[m1-f]": ("not supported", "failed"),  # raw .03 and .04: Holm .06 and .06
+        # raw .03, .04 and m3 (skipped: counts as p = 1, the grid is fixed): Holm .09, .09
+        "C-p[m1-f]": ("not supported", "failed"),
         "C-p[m2-f]": ("not supported", "failed"),
         "C-p[m3-f]": ("skipped", "skipped"),
         "C-min[m1-f]": ("supported", "passed"),
@@ -133,9 +134,9 @@ def test_verdicts_are_the_test_outcomes(suite: pytest.Pytester):
         assert verdicts[cell]["verdict"] == verdict, cell
         assert outcomes[f"{tests[claim]}[{params}"] == outcome, cell
     holm = verdicts["C-p[m1-f]"]
-    assert holm["p_raw"] == 0.03 and holm["p_holm"] == pytest.approx(0.06)
-    assert holm["holm_cells"] == 2 and holm["verdict_before_holm"] == "supported"
-    assert "Holm p = 0.060 over 2 cells" in holm["message"]
+    assert holm["p_raw"] == 0.03 and holm["p_holm"] == pytest.approx(0.09)
+    assert holm["holm_cells"] == 3 and holm["verdict_before_holm"] == "supported"
+    assert "Holm p = 0.090 over 3 cells" in holm["message"]
     assert verdicts["C-value[m2-f]"]["message"].endswith("value -0.5 <= 0.0")
     assert verdicts["C-value[m1-f]"]["extra"] == 1
     assert "minimum is 8" in verdicts["C-min[m2-f]"]["message"]
@@ -156,10 +157,12 @@ def test_holm_families_are_the_same_under_xdist(suite: pytest.Pytester):
     result.stdout.fnmatch_lines(["*supported 2 / not supported 3 / inconclusive 1*"])
     ledger = json.loads((suite.path / "ev" / "verdicts.json").read_text())
     holm = [e for e in ledger["claims"] if e["claim"] == "C-p" and e["verdict"] != "skipped"]
-    assert [e["p_holm"] for e in holm] == [pytest.approx(0.06)] * 2
+    assert [e["p_holm"] for e in holm] == [pytest.approx(0.09)] * 2
 
 
-def test_models_option_deselects_and_shrinks_the_holm_family(suite: pytest.Pytester):
+def test_models_option_deselects_but_the_holm_family_stays_the_grid(suite: pytest.Pytester):
+    """v3: the family is the claim's pre-registered grid; m2 and m3 do not run, so they
+    count as p = 1 (a run cannot shrink its own multiplicity correction)."""
     suite.inline_run(
         "claims",
         "--listenkit-models",
@@ -172,7 +175,8 @@ def test_models_option_deselects_and_shrinks_the_holm_family(suite: pytest.Pytes
     ledger = json.loads((suite.path / "ev" / "verdicts.json").read_text())
     assert {e["model"] for e in ledger["claims"]} == {"m1"}
     holm = next(e for e in ledger["claims"] if e["claim"] == "C-p")
-    assert holm["holm_cells"] == 1 and holm["verdict"] == "supported"
+    assert holm["holm_cells"] == 3 and holm["p_holm"] == pytest.approx(0.09)
+    assert holm["verdict"] == "not supported"
 
 
 def test_the_plugin_stays_out_of_other_runs(pytester: pytest.Pytester):
@@ -182,22 +186,22 @@ def test_the_plugin_stays_out_of_other_runs(pytester: pytest.Pytester):
     assert "listenkit verdicts" not in result.stdout.str()
 
 
-def test_the_holm_family_is_what_runs_and_a_broken_sibling_stays_its_own(suite):
-    """-k narrows the family as --models does; a sibling whose analysis breaks is an
-    error on its own, and the others are judged on the siblings that gave a p."""
+def test_the_holm_family_is_the_grid_and_a_broken_sibling_counts_as_p_1(suite):
+    """-k does not narrow the family; a sibling whose analysis breaks is an error on its
+    own and counts as p = 1 in the others' family."""
     options = ("--listenkit-evidence-dir", "k", "-p", "no:cacheprovider")
     suite.inline_run("claims", "-k", "m1", *options)
     ledger = json.loads((suite.path / "k" / "verdicts.json").read_text())
     holm = next(e for e in ledger["claims"] if e["claim"] == "C-p")
-    assert holm["holm_cells"] == 1 and holm["verdict"] == "supported"
+    assert holm["holm_cells"] == 3 and holm["p_holm"] == pytest.approx(0.09)
     suite.makeconftest(CONFTEST.replace('DATA = {"m1"', 'DATA = {"m3": None, "m1"'))
     suite.inline_run("claims", "--listenkit-evidence-dir", "b", "-p", "no:cacheprovider")
     ledger = json.loads((suite.path / "b" / "verdicts.json").read_text())
     cells = {e["model"]: e for e in ledger["claims"] if e["claim"] == "C-p"}
     assert cells["m3"]["verdict"] == "error"
-    assert cells["m1"]["verdict"] == "not supported" and cells["m1"]["holm_cells"] == 2
+    assert cells["m1"]["verdict"] == "not supported" and cells["m1"]["holm_cells"] == 3
     evidence = json.loads((suite.path / "b/C-p/m1-f/evidence.json").read_text())
-    assert set(evidence["holm_family"]) == {"m1-f", "m2-f"}
+    assert evidence["holm_family"] == {"m1-f": 0.03, "m2-f": 0.04, "m3-f": 1.0}
     assert "m3-f" in evidence["holm_probe_errors"]
 
 
@@ -213,3 +217,29 @@ def test_autouse_fixtures_do_not_count_as_a_p_value_claims_arguments(suite):
     suite.makeconftest(CONFTEST + "\n\n@pytest.fixture(autouse=True)\ndef seeded():\n    pass\n")
     reprec = suite.inline_run("claims", "--listenkit-evidence-dir", "a", "-p", "no:cacheprovider")
     assert _outcomes(reprec)["test_p[m1-f]"] == "failed"  # judged (Holm), not a usage error
+
+
+def test_a_claims_further_conditions_are_pre_registered_and_required(suite):
+    """``also`` in the pre-registration names conditions a statistic must report
+    (``Measured.conditions``): supported needs the rule and every condition; a statistic
+    whose conditions differ from the pre-registered ones is an error, not a verdict."""
+    prereg = PREREGISTRATION.replace(
+        'statistic = "value"\nthreshold = 0.0\nrule = ">"',
+        'statistic = "value"\nalso = ["margin > 0"]\nthreshold = 0.0\nrule = ">"',
+    )
+    suite.makefile(".toml", **{"claims/preregistration": prereg})
+    claims = CLAIMS.replace(
+        'numbers={"extra": 1},',
+        'numbers={"extra": 1}, conditions={"margin > 0": cell.model != "m1"},',
+    )
+    suite.makepyfile(**{"claims/test_claims": claims})
+    suite.inline_run("claims", "--listenkit-evidence-dir", "c", "-p", "no:cacheprovider")
+    ledger = json.loads((suite.path / "c" / "verdicts.json").read_text())
+    cells = {e["model"]: e for e in ledger["claims"] if e["claim"] == "C-value"}
+    assert cells["m1"]["verdict"] == "not supported"  # value .5 > 0, but the margin fails
+    assert "condition not met: margin > 0" in cells["m1"]["message"]
+    suite.makepyfile(**{"claims/test_claims": CLAIMS})  # conditions not reported
+    suite.inline_run("claims", "--listenkit-evidence-dir", "d", "-p", "no:cacheprovider")
+    ledger = json.loads((suite.path / "d" / "verdicts.json").read_text())
+    cells = {e["model"]: e for e in ledger["claims"] if e["claim"] == "C-value"}
+    assert cells["m1"]["verdict"] == "error"

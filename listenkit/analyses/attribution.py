@@ -292,6 +292,15 @@ class Verification:
     recall: dict  # k -> recall@k among the checked heads (k < n_top only)
     spearman: float  # rank correlation of screen and exact over the checked heads
     sample_max_abs: float  # the largest |exact effect| in the random sample (NaN: none)
+    deltas: np.ndarray  # [pairs past the floor, len(checked)] m(patched) - m_corrupt
+    gap: np.ndarray  # [pairs past the floor] m_clean - m_corrupt
+
+    def resampled_top(self, k: int, weights: np.ndarray) -> list[list[tuple[int, int]]]:
+        """The top ``k`` of the checked heads in each bootstrap resample (``weights``:
+        ``[B, pairs]`` counts), by the exact ratio of means ``w @ deltas / w @ gap``."""
+        effects = (weights @ self.deltas) / (weights @ self.gap)[:, None]
+        order = np.argsort(-effects, axis=1, kind="stable")[:, :k]
+        return [[tuple(self.checked[i]) for i in row] for row in order]
 
     def top(self, k: int) -> list[tuple[int, int]]:
         """The ``k`` heads with the largest exact effect among the checked ones."""
@@ -341,7 +350,8 @@ def verify(
     keep = gap >= floor
     if not keep.any():
         raise ValueError(f"no pair passes the signed floor (m_clean - m_corrupt >= {floor} nats)")
-    exact = np.array([(r.patched[keep, 0] - r.base[keep]).sum() / gap[keep].sum() for r in results])
+    deltas = np.stack([r.patched[keep, 0] - r.base[keep] for r in results], axis=1)
+    exact = deltas.sum(axis=0) / gap[keep].sum()
     screened = np.array([scores[layer - 1, h] for layer, h in checked])
     truth = np.abs(exact) if magnitude else exact
     recall = {}
@@ -353,7 +363,8 @@ def verify(
     rho = float(spearmanr(screened, truth).statistic) if len(checked) > 2 else float("nan")
     sample_max = float(np.abs(exact[len(top) :]).max()) if sample else float("nan")
     return Verification(checked=checked, n_top=len(top), exact=exact, screened=screened,
-                        recall=recall, spearman=rho, sample_max_abs=sample_max)  # fmt: skip
+                        recall=recall, spearman=rho, sample_max_abs=sample_max,
+                        deltas=deltas, gap=gap[keep])  # fmt: skip
 
 
 def screened_top_heads(

@@ -157,16 +157,27 @@ class Cell:
         else:
             record["observed"] = None if observed is None else round(observed, 4)
             decided = observed
+        conditions = dict(getattr(result, "conditions", {}) or {})
+        if set(conditions) != set(spec.get("also", [])):
+            raise ValueError(
+                f"{self.claim}: the statistic's conditions {sorted(conditions)} are not the "
+                f"pre-registered ones (also = {spec.get('also', [])})"
+            )
+        if conditions:
+            record["conditions"] = conditions
         self.record.update(record | result.ledger())
         evidence = result.evidence() | {"threshold": spec["threshold"], "rule": spec["rule"]}
         if "p_holm" in record:
             evidence |= {"holm_family": family, "holm_probe_errors": self.session.probe_errors}
         self._write(evidence | {k: record[k] for k in record if k.startswith(("p_", "holm"))})
         self._plot(result)
-        if not holds(decided, spec["rule"], spec["threshold"]):
+        failed = [name for name, ok in conditions.items() if ok is not True]
+        if not holds(decided, spec["rule"], spec["threshold"]) or failed:
             prefix = f"{self.claim} not supported on {self.model}/{self.family}: "
             if "p_holm" in record:
                 prefix += f"Holm p = {record['p_holm']:.3f} over {record['holm_cells']} cells; "
+            if failed:
+                prefix += f"condition not met: {', '.join(failed)}; "
             raise NotSupported(prefix + result.finding(spec["threshold"]))
 
     def report(self, result: Measurement) -> None:

@@ -90,16 +90,19 @@ class ClaimsSession:
         return self._analyses[key]
 
     def family_p_values(self, cell: Cell, p: float) -> dict[str, float]:
-        """Raw p of every cell of ``cell``'s claim that gives one in this run (by id)."""
+        """Raw p of every cell of ``cell``'s claim in the profile's grid (by id): the grid
+        is fixed by the pre-registration, and a cell that gives no p in this run (not
+        selected, skipped, inconclusive, broken) counts as ``p = 1``."""
         self._p_values[cell.id] = p
+        tests = {other: test for other, test in self._tests.items() if other.claim == cell.claim}
         family = {}
-        for other, test in sorted(self._tests.items(), key=lambda kv: kv[0].id):
-            if other.claim != cell.claim:
+        for other in self.prereg.cells(cell.claim):
+            if self.prereg.not_in_profile(other, self.profile):
                 continue
-            if other not in self._p_values:
-                self._p_values[other] = self._probe(other, test)
-            if self._p_values[other] is not None:
-                family[other.id] = self._p_values[other]
+            if other not in self._p_values and other in tests:
+                self._p_values[other] = self._probe(other, tests[other])
+            value = self._p_values.get(other)
+            family[other.id] = 1.0 if value is None else value
         return family
 
     def _probe(self, cell_id: CellId, test: Callable[..., Any]) -> float | None:

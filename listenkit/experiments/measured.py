@@ -20,11 +20,14 @@ __all__ = ["Measured", "Requirement", "enough_in_halves"]
 class Measured:
     """A claim's statistic on one cell.
 
-    ``observed`` is compared with the claim's threshold by its rule; ``numbers`` go into
-    the ledger, ``details`` into ``evidence.json``; ``why_not(threshold)`` is the one-line
-    finding; ``draw(path, heading)`` draws the plot (``heading``: claim, model, family)."""
+    ``observed`` is compared with the claim's threshold by its rule; ``conditions`` are
+    the claim's further pre-registered conditions (name -> holds; None: undefined, which
+    does not hold), all required for "supported"; ``numbers`` go into the ledger,
+    ``details`` into ``evidence.json``; ``why_not(threshold)`` is the one-line finding;
+    ``draw(path, heading)`` draws the plot (``heading``: claim, model, family)."""
 
     observed: float | None
+    conditions: dict[str, bool | None] = field(default_factory=dict)
     numbers: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     why_not: Callable[[float], str] | None = None

@@ -46,12 +46,28 @@ CONFLICT_FAMILIES: dict[str, dict[str, Any]] = {
 }
 
 
+SENTENCE_ORDERS = ("bank", "v3-fresh-first")
+
+
+def sentence_order(order: str = "bank") -> list[str]:
+    """The text bank in a family's pre-registered order: ``bank`` (file order, v2) or
+    ``v3-fresh-first``: the sentences no v2 claim used (bank[128:206]), then the 16 that
+    only the head-screen benchmark used (bank[206:]), then v2's (bank[:128])."""
+    bank = list(textbank())
+    if order == "bank":
+        return bank
+    if order == "v3-fresh-first":
+        return bank[128:206] + bank[206:] + bank[:128]
+    raise ValueError(f"unknown sentence order {order!r}; use one of {SENTENCE_ORDERS}")
+
+
 def family_pairs(spec: Mapping[str, Any], n: int, *, seed: int) -> StimulusSet:
-    """The first ``n`` sentences of the text bank as a minimal-pair set of this family."""
-    bank = textbank()
+    """The first ``n`` sentences (in the spec's ``sentence_order``, default the bank's)
+    as a minimal-pair set of this family."""
+    bank = sentence_order(spec.get("sentence_order", "bank"))
     if not 0 < n <= len(bank):
         raise ValueError(f"n must be 1..{len(bank)} (text bank size), got {n}")
-    texts = list(bank[:n])
+    texts = bank[:n]
     generator = spec["generator"]
     if generator == "noise_pairs":
         return noise_pairs(
