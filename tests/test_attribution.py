@@ -93,22 +93,19 @@ def test_screen_then_verify_returns_the_exact_top_heads(five):
 def test_sequential_set_test_run_to_the_end_equals_the_full_test(five):
     """With h above R the sequential test evaluates every set and gives the full-R rank
     p; with h = 1 on a set no better than random it stops at the first set reaching it."""
-    from listenkit.analyses.heads import (
-        head_set_recovery,
-        random_head_sets,
-        sequential_set_test,
-    )
+    from listenkit.analyses.head_set_tests import sequential_head_set_test
+    from listenkit.analyses.heads import head_set_recovery, random_head_sets
 
     items = pair_items(five, planted_pairs(2, 3), "ref_logprob")
     sets = random_head_sets(4, 8, 5, 6, np.random.default_rng(1))
     chosen = tuple(sorted(listen_heads("five", 2)))
     full = head_set_recovery(five, items, chosen, sets)
-    seq = sequential_set_test(five, items, chosen, sets, h=100, chunk=4)
-    assert seq["p_value"] == full["p_value"] and seq["n_evaluated"] == 6
-    np.testing.assert_allclose(seq["null"], full["null"])
+    seq = sequential_head_set_test(five, items, chosen, sets, statistic="recovery", h=100, chunk=4)
+    assert seq.p_value == full["p_value"] and seq.n_evaluated == 6
+    np.testing.assert_allclose(seq.null, full["null"])
     weak = ((1, 1), (1, 2), (3, 1), (4, 0), (4, 4))  # no planted head for C_2
-    early = sequential_set_test(five, items, weak, sets, h=1, chunk=2)
-    assert early["stopped_early"] and early["n_evaluated"] < 6
+    early = sequential_head_set_test(five, items, weak, sets, statistic="recovery", h=1, chunk=2)
+    assert early.stopped_early and early.n_evaluated < 6
 
 
 def _random_whisper():

@@ -65,8 +65,9 @@ def layer_matched_null(
     chosen: Sequence[tuple[int, int]], n_heads: int, r: int, rng: np.random.Generator
 ) -> tuple[list[HeadSet], bool]:
     """The random sets of the test and whether they are exhaustive: every other
-    layer-matched set (sorted) when ``M - 1 <= r``, else ``r`` uniform draws (distinct
-    heads within a layer; a draw may equal the chosen set or another draw)."""
+    layer-matched set, in an order shuffled by ``rng`` (the sequential rule reads them
+    in order), when ``M - 1 <= r``; else ``r`` uniform draws (distinct heads within a
+    layer; a draw may equal the chosen set or another draw)."""
     histogram = layer_histogram(chosen)
     mine = tuple(sorted((int(la), int(h)) for la, h in chosen))
     if n_layer_matched_sets(chosen, n_heads) - 1 <= r:
@@ -81,7 +82,8 @@ def layer_matched_null(
             tuple(sorted(h for part in parts for h in part))
             for parts in itertools.product(*per_layer)
         )
-        return [s for s in every if s != mine], True
+        others = [s for s in every if s != mine]
+        return [others[i] for i in rng.permutation(len(others))], True
     sets = []
     for _ in range(r):
         heads = [(layer, int(h)) for layer, count in histogram.items()

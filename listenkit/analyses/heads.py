@@ -29,7 +29,7 @@ from listenkit.engine.head_sets import HeadSet, head_means, run_head_sets
 from listenkit.engine.patching import Progress, run_patching
 from listenkit.engine.sites import Site
 from listenkit.models.speech_model import SpeechModel
-from listenkit.stats import RatioOfMeans, rank_p_value, sequential_p_value
+from listenkit.stats import RatioOfMeans, rank_p_value
 from listenkit.stimuli.types import Pair
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "head_sweep",
     "layer_matched_head_sets",
     "random_head_sets",
-    "sequential_set_test",
     "top_heads",
 ]
 
@@ -223,60 +222,4 @@ def head_set_knockout(
         "p_value": rank_p_value(float(drop[0]), drop[1:], tie_rtol=tie_rtol),
         "tie_rtol": tie_rtol,
         "R": len(random_sets),
-    }
-
-
-def _set_values(model, items, sets, statistic, means, batch_size) -> np.ndarray:
-    """Each set's statistic on ``items``: recovery (ratio of means) or knockout drop."""
-    if statistic == "recovery":
-        clean, corrupt, patched = run_head_sets(model, items, sets, batch_size=batch_size)
-        return (patched - corrupt[:, None]).sum(axis=0) / float(np.sum(clean - corrupt))
-    clean_items = [PatchItem(id=it.id, source=it.source, base=it.source) for it in items]
-    _, clean, ablated = run_head_sets(model, clean_items, sets, means=means, batch_size=batch_size)
-    return (clean[:, None] - ablated).mean(axis=0)
-
-
-def sequential_set_test(
-    model: SpeechModel,
-    items: Sequence[PatchItem],
-    chosen: HeadSet,
-    random_sets: Sequence[HeadSet],
-    *,
-    statistic: str = "recovery",
-    h: int,
-    tie_rtol: float = 0.0,
-    chunk: int = 10,
-    batch_size: int = 8,
-) -> dict[str, Any]:
-    """``head_set_recovery`` / ``head_set_knockout`` (``statistic``) with a sequential
-    Monte Carlo p (Besag & Clifford 1991): random sets are evaluated ``chunk`` at a time,
-    in order, until ``h`` of them reach the chosen set's value (``p = h / n``) or all
-    ``R`` are done (``p = (1 + #>=) / (1 + R)``, as the full test). Early stopping saves
-    time only when the chosen set is *not* exceptional: to reach ``p = 1 / (1 + R)``
-    every set must be evaluated."""
-    if statistic not in ("recovery", "knockout"):
-        raise ValueError(f"statistic must be 'recovery' or 'knockout', got {statistic!r}")
-    means = None
-    if statistic == "knockout":
-        means = head_means(model, [it.source.audio for it in items], batch_size=batch_size)
-    observed = float(_set_values(model, items, [chosen], statistic, means, batch_size)[0])
-
-    def draws():
-        for start in range(0, len(random_sets), chunk):
-            sets = random_sets[start : start + chunk]
-            yield from _set_values(model, items, sets, statistic, means, batch_size)
-
-    result = sequential_p_value(
-        observed, draws(), h=h, max_draws=len(random_sets), tie_rtol=tie_rtol
-    )
-    return {
-        "statistic": statistic,
-        "observed": observed,
-        "null": list(result.null),
-        "p_value": result.p,
-        "R": len(random_sets),
-        "n_evaluated": result.n,
-        "stopped_early": result.stopped_early,
-        "h": h,
-        "tie_rtol": tie_rtol,
     }

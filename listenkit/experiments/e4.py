@@ -4,11 +4,12 @@ Pre-registration v3. The pairs past the signed floor are split by a hash of thei
 On half A (discovery): every encoder head is scored by attribution patching (the
 screen), the ``verify_top`` best and ``verify_random`` others are patched exactly, and
 the top-k is the k largest *exact* effects among the verified ones; the decoder's
-cross-attention heads are patched exactly; the layer site's E(l) gives L*; knockout's
-head means are half A's clean runs. On half B (every test): the top-k set against
-random sets with the same layer histogram, patched together (recovery) and mean-ablated
-(knockout), with a sequential rank p, a bootstrap margin over the 95th percentile of
-the random sets, and completeness (the set's value over all heads' value).
+cross-attention heads are patched exactly; knockout's head means are half A's clean
+runs. On half B (every test): the top-k set against random sets with the same layer
+histogram, patched together (recovery) and mean-ablated (knockout), with a sequential
+rank p, a bootstrap margin over the 95th percentile of the random sets, and completeness
+(the set's value over all heads' value); and L* (C6-at-peak), the argmax of the layer
+site's E(l) on half B.
 
 Claim statistics (p-values, judged after Holm over the claim's grid):
 
@@ -88,7 +89,7 @@ class E4Analysis:
     top: list = field(default_factory=list)  # top-k encoder heads (exact, half A)
     top_tied: bool = False  # an exact tie at the k-th place
     stability: float | None = None  # mean Jaccard of the top-k over half-A resamples
-    l_star_a: int | None = None
+    l_star_b: int | None = None  # argmax E(l) of the layer site on half B
     l_star_tied: bool = False
     recovery: HeadSetTest | None = None
     knockout: HeadSetTest | None = None
@@ -138,12 +139,15 @@ class E4Analysis:
             "sample_max_abs": check.sample_max_abs,
             "top_heads_half_a": [list(h) for h in self.top],
             "top_tied": self.top_tied,
-            "top_stability_jaccard": self.stability,
+            "top_stability_jaccard_among_verified": self.stability,
             "layer_histogram": {str(k): v for k, v in layer_histogram(self.top).items()},
             "n_layer_matched_sets": self.n_matched_sets,
-            "random_sets": [[list(h) for h in s] for s in self.recovery.sets[2:]]
-            if self.recovery
-            else [],
+            "random_sets_seed_key": "E4/<model>/<family>/random-sets",
+            "random_sets_evaluated": {
+                name: [[list(h) for h in s] for s in test.sets[2:]]
+                for name, test in (("recovery", self.recovery), ("knockout", self.knockout))
+                if test is not None
+            },
         }
 
 
@@ -219,13 +223,14 @@ def analyse(
                 model, items_a, screen.effects(), stack="encoder",
                 n_top=screen_spec["verify_top"], n_random=screen_spec["verify_random"],
                 rng=seeded_generator(section["seed"], "E4", model.name, family, "verify-sample"),
-                floor=floor, progress=reporter(f"{label} verifying screened heads", "pairs"),
+                floor=-np.inf,  # half A's pairs passed the floor in the layer sweep
+                progress=reporter(f"{label} verifying screened heads", "pairs"),
             ),
         )  # fmt: skip
         top = check.top(k)
         ordered = np.sort(check.exact)[::-1]
         top_tied = bool(len(ordered) > k and ordered[k - 1] == ordered[k])
-        weights = _resample_weights(section, model.name, family, profile, len(items_a))
+        weights = _resample_weights(section, model.name, family, profile, len(check.gap))
         stability = float(np.mean([_jaccard(top, row) for row in check.resampled_top(k, weights)]))
         decoder = stage(
             "decoder-heads",
@@ -235,8 +240,8 @@ def analyse(
             ),
             batches=True,
         )  # fmt: skip
-        layer_effects = layer_sweep.ratio(in_a).value()
-        l_star_a = int(layer_sweep.layers[int(np.argmax(layer_effects))])
+        layer_effects = layer_sweep.ratio(~in_a).value()  # L* on half B: not where top-k came from
+        l_star_b = int(layer_sweep.layers[int(np.argmax(layer_effects))])
         l_star_tied = int(np.count_nonzero(layer_effects == layer_effects.max())) > 1
         timings["discovery_s"] = round(time.perf_counter() - start, 1)
 
@@ -304,7 +309,7 @@ def analyse(
             top=top,
             top_tied=top_tied,
             stability=stability,
-            l_star_a=l_star_a,
+            l_star_b=l_star_b,
             l_star_tied=l_star_tied,
             recovery=tests["recovery"],
             knockout=tests["knockout"],
@@ -404,11 +409,14 @@ def set_test(e4: E4Analysis, claim: str, which: str, details: Mapping[str, Any])
 
 def at_peak(e4: E4Analysis, claim: str, k: int, details: Mapping[str, Any]) -> Measured:
     """C6-at-peak: ``P(X >= #top-k heads in layer L*)``, X hypergeometric (N x H heads,
-    H of them at L*, k drawn); L* = argmax E(l) of the layer site on half A."""
-    n_at_peak = sum(1 for layer, _ in e4.top if layer == e4.l_star_a)
+    H of them at L*, k drawn); the top-k from half A, L* = argmax E(l) of the layer site
+    on half B. The null is layer-agnostic: patching every head of a layer is patching
+    its attention output, so heads and layer peak are not independent measurements of
+    different things; a rejection says the top heads concentrate in the peak layer."""
+    n_at_peak = sum(1 for layer, _ in e4.top if layer == e4.l_star_b)
     p = hypergeometric_overlap(n_at_peak, e4.n_layers * e4.n_heads, e4.n_heads, k)
     evidence = dict(details) | {
-        "L_star_half_a": e4.l_star_a,
+        "L_star_half_b": e4.l_star_b,
         "L_star_tied": e4.l_star_tied,
         "top_at_L_star": n_at_peak,
         "p_value": p,
@@ -416,14 +424,14 @@ def at_peak(e4: E4Analysis, claim: str, k: int, details: Mapping[str, Any]) -> M
     return Measured(
         observed=p,
         numbers={
-            "L_star_half_a": e4.l_star_a,
+            "L_star_half_b": e4.l_star_b,
             "top_at_L_star": n_at_peak,
             "top_heads": [list(h) for h in e4.top],
             **e4.halves,
         },
         details=evidence,
         why_not=lambda t: (
-            f"{n_at_peak} of the top-{k} heads lie at L* = {e4.l_star_a}; "
+            f"{n_at_peak} of the top-{k} heads (half A) lie at L* = {e4.l_star_b} (half B); "
             f"hypergeometric p = {p:.3f}"
         ),
         draw=_draw(claim, evidence),

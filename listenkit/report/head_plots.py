@@ -38,7 +38,7 @@ def plot_head_claim(
             f"= {result['p_value']:.3f}",
         )  # fmt: skip
     if claim_id == "C6-at-peak":
-        l_star = evidence["L_star_half_a"]
+        l_star = evidence.get("L_star_half_b", evidence.get("L_star_half_a"))
         return plot_heads(
             path, encoder, marked=top,
             outlined=[(l_star, h) for h in range(encoder.shape[1])],

@@ -28,7 +28,13 @@ __all__ = [
 ]
 
 DEFAULT_FAMILIES: dict[str, dict[str, Any]] = {
-    "noise": {"generator": "noise_pairs", "noise": "white", "snr_db": 0.0, "voice": "piper:joe"},
+    "noise": {
+        "generator": "noise_pairs",
+        "noise": "white",
+        "snr_db": 0.0,
+        "voice": "piper:joe",
+        "shared_level": True,
+    },
     "voice": {
         "generator": "praat_voice_pairs",
         "voice": "piper:joe",
