@@ -14,13 +14,21 @@ import pytest
 from listenkit.experiments import e1
 
 
+def _required(cell, site):
+    """The pre-registered minimum of pairs and the family's stimulus gate (v3)."""
+    cell.require(e1.enough_pairs(cell.analysis, site, cell.minimum("n_used")))
+    gate = cell.prereg.family(cell.family).get("gate_median_gap_nats")
+    cell.require(e1.stimulus_gate(cell.analysis, site, gate))
+
+
 @pytest.mark.claim("C1")
 def test_c1_causal_peak_at_half_depth(cell):
     """C1 (Phase 1, E1): "A sharp causal peak at ~50% depth of the Whisper encoder".
-    Supported iff P_boot(L*/N in [1/3, 2/3]) >= 0.95, L* = argmax_l E(l)."""
+    Supported iff P_boot((L* - 0.5)/N in [1/3, 2/3]) >= 0.95, L* = argmax_l E(l)."""
     site = cell.spec["site"]
-    cell.require(e1.enough_pairs(cell.analysis, site, cell.minimum("n_used")))
-    region = e1.relative_region(cell.spec["region_relative"], cell.analysis.n_layers)
+    _required(cell, site)
+    spec = cell.spec
+    region = e1.relative_region(spec["region_relative"], cell.analysis.n_layers, spec["depth"])
     cell.judge(
         e1.peak_in_region(
             cell.analysis, site, region, "L*/N in [1/3, 2/3]", cell.rng, cell.resamples
@@ -33,7 +41,7 @@ def test_c1_named_listen_layer(cell):
     """C1-named (Phase 1, E1): "The Listen Layer is layer 3 in Whisper-base (3-4 in
     small, 6-7 in large)". Supported iff P_boot(L* in S) >= 0.95, S pre-registered."""
     site, region = cell.spec["site"], cell.spec["region"][cell.model]
-    cell.require(e1.enough_pairs(cell.analysis, site, cell.minimum("n_used")))
+    _required(cell, site)
     cell.judge(
         e1.peak_in_region(cell.analysis, site, region, f"L* in {region}", cell.rng, cell.resamples)
     )
@@ -42,15 +50,18 @@ def test_c1_named_listen_layer(cell):
 @pytest.mark.claim("C1-sharp")
 def test_c1_sharp_peak(cell):
     """C1-sharp (Phase 1, E1): "The peak is sharp". Cross-fitted: L* = argmax E on half A
-    of the pairs (split by a hash of the pair id); supported iff on half B the
-    simultaneous 95% lower bounds of E_B(L*) - E_B(l) are > 0 for every other layer."""
+    of the pairs (split by a hash of the pair id); supported iff L* is interior and on
+    half B the simultaneous 97.5% lower bounds of E_B(L*) - E_B(l) are >= 0.1 for every
+    other layer."""
     site = cell.spec["site"]
-    cell.require(e1.enough_pairs(cell.analysis, site, cell.minimum("n_used")))
+    _required(cell, site)
     defined, sharpness = e1.sharpness(
         cell.analysis,
         site,
         salt=cell.prereg["split"]["salt"],
         minimum_half=cell.minimum("half"),
+        margin=cell.spec["threshold"],
+        confidence=cell.spec["confidence"],
         rng=cell.rng,
         n_resamples=cell.resamples,
     )
@@ -60,11 +71,16 @@ def test_c1_sharp_peak(cell):
 
 @pytest.mark.claim("C2")
 def test_c2_correlational_and_causal_agree(cell):
-    """C2 (E1 step 5): "Correlational (CKA, norms) and causal methods agree". Supported
-    iff P_boot(|L_c - L*| <= 1) >= 0.9 and P_boot(|L_n - L*| <= 1) >= 0.9 (joint)."""
-    site = cell.spec["site"]
-    cell.require(e1.enough_pairs(cell.analysis, site, cell.minimum("n_used")))
-    cell.judge(e1.agreement(cell.analysis, site, cell.spec["definition"], cell.rng, cell.resamples))
+    """C2 (E1 step 5): "Correlational (CKA, norms) and causal methods agree". Spearman's
+    rho of E(l) with the 1 - CKA and norm-ratio step profiles, exact permutation p each;
+    supported iff the larger p, Holm-adjusted over the grid, is < 0.05."""
+    site, spec = cell.spec["site"], cell.spec
+    _required(cell, site)
+    moves, agreement = e1.agreement(
+        cell.analysis, site, spec["definition"], spec["minimum_norm_step"]
+    )
+    cell.require(moves)
+    cell.judge(agreement)
 
 
 @pytest.mark.claim("secondary-sites")

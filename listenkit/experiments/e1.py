@@ -5,8 +5,11 @@ minimal pairs at every encoder layer of each site, the machinery's sanity checks
 correlational profiles (CKA, norms). The claim statistics take that analysis:
 
 - ``peak_in_region`` (C1, C1-named): ``P_boot(L* in S)``, ``L* = argmax_l E(l)``;
-- ``sharpness`` (C1-sharp): cross-fitted max-T lower bounds of ``E_B(L*) - E_B(l)``;
-- ``agreement`` (C2): ``min(P(|L_c - L*| <= 1), P(|L_n - L*| <= 1))``;
+- ``sharpness`` (C1-sharp): L* interior and cross-fitted simultaneous lower bounds of
+  ``E_B(L*) - E_B(l)`` of at least a margin (v3);
+- ``agreement`` (C2): Spearman's rho of E(l) with the 1 - CKA and norm step profiles,
+  exact permutation p (v3);
+- ``stimulus_gate``: a family's median clean - corrupt gap must reach its gate (v3);
 - ``sites_compared`` (reported) and ``exploratory`` (reported).
 
 ``E(l) = sum(m_patched(l) - m_corrupt) / sum(m_clean - m_corrupt)`` over the pairs past
@@ -34,12 +37,14 @@ from listenkit.models.speech_model import SpeechModel
 from listenkit.report.plots import plot_layer_claim, plot_profiles
 from listenkit.stats import (
     bootstrap_curve,
-    correlational_agreement,
-    cross_fitted_sharpness,
     peak_location,
     probability_in,
+    resample_counts,
     split_halves,
 )
+from listenkit.stats.grounding_profile import tied_maxima
+from listenkit.stats.profile_correlation import monotone, spearman_permutation, step_profile
+from listenkit.stats.sharpness import peak_comparisons
 from listenkit.stimuli.store import StimulusSet
 
 __all__ = [
@@ -53,6 +58,7 @@ __all__ = [
     "sharpness",
     "sites",
     "sites_compared",
+    "stimulus_gate",
 ]
 
 
@@ -233,11 +239,18 @@ def enough_pairs(e1: E1Analysis, site: str, needed: int) -> Requirement:
     )
 
 
-def relative_region(bounds: Sequence[float], n_layers: int) -> list[int]:
-    """Layers whose relative depth ``l / N`` lies in ``[low, high]`` (inclusive)."""
+def relative_region(bounds: Sequence[float], n_layers: int, depth: str = "end") -> list[int]:
+    """Layers whose relative depth lies in ``[low, high]`` (inclusive): ``l / N``
+    (``depth="end"``, where the layer ends) or ``(l - 0.5) / N`` (``"midpoint"``, v3:
+    the same rule for every N, symmetric about the middle)."""
+    if depth not in ("end", "midpoint"):
+        raise ValueError(f"depth must be 'end' or 'midpoint', got {depth!r}")
     low, high = bounds
+    shift = 0.5 if depth == "midpoint" else 0.0
     return [
-        layer for layer in range(1, n_layers + 1) if low - 1e-12 <= layer / n_layers <= high + 1e-12
+        layer
+        for layer in range(1, n_layers + 1)
+        if low - 1e-12 <= (layer - shift) / n_layers <= high + 1e-12
     ]
 
 
@@ -303,11 +316,20 @@ def peak_in_region(
 
 
 def sharpness(
-    e1: E1Analysis, site: str, *, salt: str, minimum_half: int, rng: Any, n_resamples: int
+    e1: E1Analysis,
+    site: str,
+    *,
+    salt: str,
+    minimum_half: int,
+    margin: float,
+    confidence: float,
+    rng: Any,
+    n_resamples: int,
 ) -> tuple[Requirement, Measured | None]:
-    """C1-sharp: ``L* = argmax E`` on half A (split by ``salt``); on half B the
-    simultaneous 95% max-T lower bounds of ``E_B(L*) - E_B(l)``; observed = their min.
-    The requirement: both halves hold ``minimum_half`` pairs and the bound is defined."""
+    """C1-sharp (v3): ``L* = argmax E`` on half A (split by ``salt``; an exact tie:
+    inconclusive); on half B the simultaneous one-sided lower bounds (``confidence``) of
+    ``E_B(L*) - E_B(l)`` for every other layer, each >= ``margin``; and L* interior
+    (neither the first nor the last layer), a pre-registered further condition."""
     s = e1.sweeps[site]
     ratio, layers = s.ratio(), s.layers
     in_a = split_halves(s.included_ids, salt=salt)
@@ -317,94 +339,131 @@ def sharpness(
     halves, enough = enough_in_halves(in_a, minimum_half, "pairs", {"n_used": ratio.n}, evidence)
     if not enough.ok:
         return enough, None
-    result = cross_fitted_sharpness(
-        ratio, layers, in_a, rng=rng("sharpness"), n_resamples=n_resamples
-    )
-    observed = result.get("min_lower_bound")
-    numbers = {
-        "L_star_half_a": result.get("L_star"),
-        "closest_layer": result.get("closest_layer"),
-        "n_used": ratio.n,
-        **halves,
-        **_caveat(curve.mean),
-    }
+    a, b = ratio.subset(in_a), ratio.subset(~in_a)
+    tied = tied_maxima(a.value())
+    numbers = {"n_used": ratio.n, **halves, **_caveat(curve.mean)}
+    if len(tied) > 1:
+        reason = f"an exact tie for L* on half A at layers {[layers[t] for t in tied]}"
+        return Requirement(ok=False, reason=reason, numbers=numbers, details=evidence), None
+    peak = tied[0]
+    result = peak_comparisons(
+        peak, b.value(), b.resampled, resample_counts(b.n, n_resamples, rng("sharpness")),
+        layers, threshold=margin, inclusive=True, confidence=confidence,
+    )  # fmt: skip
+    interior = layers[peak] not in (layers[0], layers[-1])
+    numbers |= {"L_star_half_a": layers[peak], "interior": interior,
+                "failing_layers": result.get("failing_layers")}  # fmt: skip
     if result["sharp"] is None:
-        return Requirement(
-            ok=False, reason=result["reason"], numbers=numbers, details=evidence | result
-        ), None
+        return Requirement(ok=False, reason=result["reason"], numbers=numbers,
+                           details=evidence | result), None  # fmt: skip
+    observed = result["min_lower_bound"]
 
     def draw(path, heading):
         plot_layer_claim(
             path,
             curve,
-            title=f"{heading}: L* = {result.get('L_star')} (half A), "
+            title=f"{heading}: L* = {layers[peak]} (half A), "
             f"min lower bound on B = {round(observed, 3)}",
-            region=[result["L_star"]] if result.get("L_star") else None,
+            region=[layers[peak]],
             per_stimulus=s.included_effects(),
         )
 
     return Requirement(ok=True), Measured(
         observed=observed,
+        conditions={"L* interior": interior},
         numbers=numbers,
         details=evidence | result,
         draw=draw,
         why_not=lambda t: (
-            f"L* = {result['L_star']} chosen on half A (n = {halves['n_a']}); "
-            f"on half B (n = {halves['n_b']}) the simultaneous 95% lower bound of E(L*) - "
-            f"E(L{result['closest_layer']}) is {observed:.3f}, not > {t}"
+            f"L* = {layers[peak]} chosen on half A (n = {halves['n_a']})"
+            + ("" if interior else ", an edge layer (a monotone end, not a peak)")
+            + f"; on half B (n = {halves['n_b']}) the simultaneous lower bounds of E(L*) - "
+            f"E(l) fall below {t} at layers {result['failing_layers']} (smallest "
+            f"{observed:.3f}, at L{result['closest_layer']})"
         ),
     )
 
 
-def agreement(e1: E1Analysis, site: str, definition: str, rng: Any, n_resamples: int) -> Measured:
-    """C2: do the correlational profiles' change points lie within one layer of L*?"""
+def stimulus_gate(e1: E1Analysis, site: str, minimum_median_gap: float | None) -> Requirement:
+    """A family's pre-registered gate: the median ``m_clean - m_corrupt`` over all its
+    pairs is at least ``minimum_median_gap`` nats (None: no gate), else its cells are
+    inconclusive (the corruption does not move the model enough to test anything)."""
+    s = e1.sweeps[site]
+    median = float(np.median(s.clean - s.corrupt))
+    numbers = {"median_gap_nats": round(median, 3), "gate_nats": minimum_median_gap}
+    if minimum_median_gap is None:
+        return Requirement(ok=True, numbers=numbers)
+    return Requirement(
+        ok=median >= minimum_median_gap,
+        reason=f"stimulus gate: the median m_clean - m_corrupt over the family's {len(s.ids)} "
+        f"pairs is {median:.2f} nats, below the pre-registered {minimum_median_gap} nats",
+        numbers=numbers,
+        details=e1.evidence(site),
+    )
+
+
+def agreement(
+    e1: E1Analysis, site: str, definition: str, minimum_norm_step: float
+) -> tuple[Requirement, Measured]:
+    """C2 (v3): Spearman's rho of the causal profile E(l) with each correlational
+    profile (steps of 1 - CKA and of the norm ratio), each against the exact permutation
+    null; observed = the larger p (both must be small). The norm profile must move:
+    max_l |step| >= ``minimum_norm_step``, else inconclusive."""
     s = e1.sweeps[site]
     keep = s.included
     ratio, layers = s.ratio(), s.layers
-    cka, norm = e1.profiles.cka[keep], e1.profiles.norm_ratio[keep]
-    result = correlational_agreement(
-        ratio, cka, norm, layers, rng=rng("agreement"), n_resamples=n_resamples
-    )
-    observed = min(result["p_cka"], result["p_norm"])
     values = ratio.value()
-    title = f"P(|Lc-L*|<=1) = {result['p_cka']:.3f}, P(|Ln-L*|<=1) = {result['p_norm']:.3f}"
+    cka = step_profile(1 - e1.profiles.cka[keep].mean(axis=0))
+    norm = step_profile(e1.profiles.norm_ratio[keep].mean(axis=0))
+    tests = {"cka": spearman_permutation(values, cka), "norm": spearman_permutation(values, norm)}
+    caveats = [f"{name} step profile and E(l) are both monotone: rho is a trend, not a peak"
+               for name, prof in (("1 - CKA", cka), ("norm", norm))
+               if monotone(prof) and monotone(values)]  # fmt: skip
+    norm_size = float(np.max(np.abs(norm)))
+    ps = [t["p_value"] for t in tests.values()]
+    observed = None if None in ps else max(ps)
+    numbers = {
+        "rho_cka": round(tests["cka"]["rho"], 3),
+        "p_cka": tests["cka"]["p_value"],
+        "rho_norm": round(tests["norm"]["rho"], 3),
+        "p_norm": tests["norm"]["p_value"],
+        "norm_step_max": round(norm_size, 4),
+        "n_used": ratio.n,
+        "caveats": caveats,
+        **_caveat(values),
+    }
+    details = e1.evidence(site) | {
+        "tests": tests,
+        "E": values.tolist(),
+        "one_minus_cka_step": cka.tolist(),
+        "norm_ratio_step": norm.tolist(),
+        "definition": definition,
+        "caveats": caveats,
+    }
+    moves = Requirement(
+        ok=norm_size >= minimum_norm_step and observed is not None,
+        reason=f"the norm profile's largest step is {norm_size:.4f}, below the pre-registered "
+        f"{minimum_norm_step} (or a profile is constant): no ranking to compare",
+        numbers=numbers,
+        details=details,
+    )
+    title = (
+        f"rho(1-CKA step) = {tests['cka']['rho']:.2f}, rho(norm step) = {tests['norm']['rho']:.2f}"
+    )
 
     def draw(path, heading):
-        plot_profiles(
-            path,
-            layers,
-            values,
-            1 - cka.mean(axis=0),
-            norm.mean(axis=0),
-            title=f"{heading}: {title}",
-        )
+        one_minus_cka = 1 - e1.profiles.cka[keep].mean(axis=0)
+        norm_ratio = e1.profiles.norm_ratio[keep].mean(axis=0)
+        plot_profiles(path, layers, values, one_minus_cka, norm_ratio, title=f"{heading}: {title}")
 
-    return Measured(
+    return moves, Measured(
         observed=observed,
-        numbers={
-            "p_cka": round(result["p_cka"], 4),
-            "p_norm": round(result["p_norm"], 4),
-            "L_c": result["L_c_observed"],
-            "L_n": result["L_n_observed"],
-            "n_used": ratio.n,
-            **_caveat(values),
-        },
-        details=e1.evidence(site)
-        | {
-            "p_cka": result["p_cka"],
-            "p_norm": result["p_norm"],
-            "L_c": result["L_c_observed"],
-            "L_n": result["L_n_observed"],
-            "L_star": int(layers[int(np.argmax(values))]),
-            "E": values.tolist(),
-            "one_minus_cka_mean": (1 - cka.mean(axis=0)).tolist(),
-            "norm_ratio_mean": norm.mean(axis=0).tolist(),
-            "definition": definition,
-        },
+        numbers=numbers,
+        details=details,
         why_not=lambda t: (
-            f"P(|L_c - L*| <= 1) = {result['p_cka']:.3f}, P(|L_n - L*| <= 1) = "
-            f"{result['p_norm']:.3f}; min < {t} (L_c = {result['L_c_observed']}, "
-            f"L_n = {result['L_n_observed']})"
+            f"Spearman rho with E(l): 1 - CKA steps {tests['cka']['rho']:.2f} (p = "
+            f"{tests['cka']['p_value']:.3f}), norm steps {tests['norm']['rho']:.2f} (p = "
+            f"{tests['norm']['p_value']:.3f}); the larger p is not below {t}"
         ),
         draw=draw,
     )

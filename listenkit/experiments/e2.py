@@ -6,11 +6,14 @@ audio's effect on the margin ``m = log p(a) - log p(b)`` carried by the audio st
 layer ``l`` (the keys and values block ``l``'s cross-attention reads), ``dT(l)`` the
 share of the text channel's effect carried by the text stream (block ``l``'s
 self-attention keys and values at the prompt positions), both ratios of means over the
-conflicts past the signed floors; ``gc = dA+ / (dA+ + dT+)``. The claim statistics:
+conflicts past the signed floors. Pre-registration v3 (``listenkit.stats.grounding_profile``):
+the listen layer ``l* = argmax dA``; ``gc = dA / (dA + dT)`` only where both streams
+demonstrably carry the decision; every bootstrap resamples clusters (sentence pairs).
+The claim statistics:
 
-- ``gc_peak_in_region`` (C3), ``gc_sharpness`` (C3-sharp);
-- ``suppression`` (C5a: gc at ``l*`` in failures vs successes, permutation p);
-- ``drop_and_recover`` (C5b);
+- ``listen_layer_in_region`` (C3), ``gc_sharpness`` (C3-sharp, cross-fitted);
+- ``suppression`` (C5a: dA at ``l*`` in failures vs successes within flip types);
+- ``drop_then_recover`` (C5b);
 - ``null_check`` and ``dominance`` (reported).
 """
 
@@ -38,14 +41,10 @@ from listenkit.experiments.measured import Measured, Requirement, enough_in_halv
 from listenkit.experiments.progress import reporter
 from listenkit.models.speech_model import SpeechModel
 from listenkit.report.plots import plot_grounding
-from listenkit.stats import (
-    bootstrap_grounding,
-    drop_and_recover,
-    gc_cross_fitted_sharpness,
-    gc_group_difference_test,
-    probability_drop_and_recover,
-    split_halves,
-)
+from listenkit.stats import drop_and_recover, split_halves
+from listenkit.stats.grounding_profile import argmax_share, cluster_index, listen_profile
+from listenkit.stats.sharpness import peak_comparisons
+from listenkit.stats.stratified_permutation import stratified_permutation_test
 from listenkit.stimuli.families import conflict_family
 
 __all__ = [
@@ -55,10 +54,10 @@ __all__ = [
     "dominance",
     "drop_then_recover",
     "enough_conflicts",
-    "gc_curves",
-    "gc_peak_in_region",
     "gc_sharpness",
+    "listen_layer_in_region",
     "null_check",
+    "profile",
     "suppression",
 ]
 
@@ -78,6 +77,7 @@ class E2Analysis:
     sweep: GroundingSweep
     manifest_sha256: str
     dropped: dict[str, Any]  # per flip type: stimuli dropped because the texts do not line up
+    clusters: tuple[str, ...] = ()  # per stimulus of the sweep: its sentence pair (resampled whole)
     null_deviation: dict[str, float] | None = None  # Whisper only (None: not run)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -92,8 +92,10 @@ class E2Analysis:
     def evidence(self, section: Mapping[str, Any], curves=None) -> dict[str, Any]:
         s = self.sweep
         return {
-            "definitions": {k: section[k] for k in ("metric", "interventions", "dA", "dT", "gc")}
-            | {"gc_positive_part": section["gc_positive_part"]},
+            "definitions": {
+                k: section[k]
+                for k in ("metric", "interventions", "dA", "dT", "listen_layer", "gc", "clusters")
+            },
             "audio_stream": s.audio_site.to_dict(),
             "text_stream": s.text_site.to_dict(),
             "structural_note": READ_NOTE,
@@ -101,7 +103,7 @@ class E2Analysis:
             "curves": None if curves is None else curves.to_records(),
             "per_stimulus_dA": _per_stimulus(s.da(), s),
             "per_stimulus_dT": _per_stimulus(s.dt(), s),
-            "gc_min_total": section["gc_min_total"],
+            "gc_min_sum": section["gc_min_sum"],
             "exclusion_floor_nats": s.floor,
             "n_stimuli": len(s.ids),
             "n_used": int(s.included.sum()),
@@ -220,7 +222,10 @@ def _analysed(
             reporter(f"E2 {model} {family} gc sweep", "conflicts"),
         )
         null = run_null(stimuli[:null_check_stimuli]) if run_null is not None else None
+        pair_of = {st.stimulus_id: " | ".join(sorted((st.ref_text, st.conflict_text)))
+                   for st in stimuli}  # fmt: skip
         return E2Analysis(
+            clusters=tuple(pair_of[i] for i in sweep.ids),
             model=model,
             family=family,
             n_layers=n_layers,
@@ -237,11 +242,7 @@ def _analysed(
     return cache.get("E2", model, family, profile, parts, compute)
 
 
-# -- claim statistics ------------------------------------------------------------------
-
-
-def gc_options(section: Mapping[str, Any]) -> dict[str, Any]:
-    return {"min_total": section["gc_min_total"], "positive_part": section["gc_positive_part"]}
+# -- claim statistics (pre-registration v3) -------------------------------------------
 
 
 def enough_conflicts(e2: E2Analysis, section: Mapping[str, Any], needed: int) -> Requirement:
@@ -257,17 +258,37 @@ def enough_conflicts(e2: E2Analysis, section: Mapping[str, Any], needed: int) ->
     )
 
 
-def gc_curves(e2: E2Analysis, section: Mapping[str, Any], rng: Any, n_resamples: int, rows=None):
-    """dA, dT and gc per layer with bootstrap CIs (``rows``: a subset of the used ones)."""
+def profile(e2: E2Analysis, section: Mapping[str, Any], rng: Any, n: int, rows=None):
+    """dA, dT and the defined gc per layer, cluster bootstrap (``rows``: a subset of the
+    used conflicts, a boolean mask or indices)."""
     s = e2.sweep
-    return bootstrap_grounding(
+    keep = np.flatnonzero(s.included)
+    clusters = np.asarray(e2.clusters)[keep]
+    if rows is not None:
+        picked = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+        clusters = clusters[picked]
+    return listen_profile(
         s.da_ratio(rows),
         s.dt_ratio(rows),
         s.layers,
+        clusters=cluster_index(list(clusters)),
         rng=rng,
-        n_resamples=n_resamples,
-        **gc_options(section),
+        n_resamples=n,
+        min_sum=section["gc_min_sum"],
     )
+
+
+def _caveats(curves) -> list[str]:
+    """Automatic caveats for the ledger: the edges, undefined gc, monotone dA."""
+    out = []
+    if curves.l_star in (curves.layers[0], curves.layers[-1]):
+        out.append(f"the listen layer l* = {curves.l_star} is an edge layer")
+    if np.all(np.diff(curves.da) > 0) or np.all(np.diff(curves.da) < 0):
+        out.append("dA is monotone over the layers")
+    undefined = [la for la, ok in zip(curves.layers, curves.defined, strict=True) if not ok]
+    if undefined:
+        out.append(f"gc undefined at layers {undefined}")
+    return out
 
 
 def _draw(curves, title, **options):
@@ -277,94 +298,107 @@ def _draw(curves, title, **options):
     return draw
 
 
-def gc_peak_in_region(
+def _untied(curves, evidence, numbers, what: str) -> Requirement:
+    return Requirement(
+        ok=len(curves.tied) == 1,
+        reason=f"an exact tie for the maximum of dA {what} at layers {curves.tied}",
+        numbers=numbers,
+        details=evidence,
+    )
+
+
+def listen_layer_in_region(
     e2: E2Analysis, section: Mapping[str, Any], bounds: Sequence[float], rng: Any, n: int
 ) -> tuple[Requirement, Measured]:
-    """C3: ``P_boot(l*_gc / N in bounds)``; requires gc defined somewhere."""
-    s = e2.sweep
-    region = [layer for layer in relative_region(bounds, e2.n_layers) if layer in s.layers]
-    curves = gc_curves(e2, section, rng("curves"), n)
-    p = float(np.isin(curves.l_star_samples, region).mean())
-    distribution = {str(x): float(np.mean(curves.l_star_samples == x)) for x in s.layers}
-    distribution["undefined"] = float(np.mean(curves.l_star_samples == 0))
-    numbers = {"l_star_gc": curves.l_star, "region": region, "n_used": curves.n}
+    """C3: ``P_boot(l* / N in bounds)``, ``l* = argmax dA`` (a tie within a resample
+    shares its credit; an exact tie in the observed curve: inconclusive)."""
+    region = [layer for layer in relative_region(bounds, e2.n_layers) if layer in e2.sweep.layers]
+    curves = profile(e2, section, rng("curves"), n)
+    p = curves.share_at(region)
+    caveats = _caveats(curves)
+    numbers = {"l_star": curves.l_star, "region": region, "n_used": curves.n,
+               "n_clusters": curves.n_clusters, "caveats": caveats}  # fmt: skip
+    evidence = e2.evidence(section) | {
+        "curves": curves.to_records(),
+        "l_star": curves.l_star,
+        "l_star_tied": curves.tied,
+        "region_layers": region,
+        "l_star_share": {str(la): float(v) for la, v in
+                         zip(curves.layers, argmax_share(curves.da_samples), strict=True)},
+        "p_region": p,
+        "caveats": caveats,
+    }  # fmt: skip
     label = f"l*/N in [{bounds[0]:g}, {bounds[1]:g}]"
     measured = Measured(
         observed=p,
         numbers=numbers,
-        details=e2.evidence(section, curves)
-        | {
-            "l_star_gc": curves.l_star,
-            "region_layers": region,
-            "l_star_distribution": distribution,
-            "p_region": p,
-        },
+        details=evidence,
         why_not=lambda t: (
-            f"P_boot(l*_gc/N in [{bounds[0]:g}, {bounds[1]:g}]) = {p:.3f} < {t} "
-            f"(l*_gc = {curves.l_star} of {e2.n_layers}, region {region}, n = {curves.n})"
+            f"P_boot({label}) = {p:.3f} < {t} (l* = argmax dA = {curves.l_star} of "
+            f"{e2.n_layers}, region {region}, n = {curves.n})"
         ),
-        draw=_draw(
-            curves, f"P({label}) = {p:.3f}", region=region, l_star_samples=curves.l_star_samples
-        ),
-    )
-    defined = Requirement(
-        ok=curves.l_star != 0,
-        numbers=numbers,
-        details=measured.details,
-        reason="gc is undefined at every layer (dA + dT < gc_min_total)",
-    )
-    return defined, measured
+        draw=_draw(curves, f"P({label}) = {p:.3f}", region=region,
+                   l_star_samples=curves.l_star_samples),
+    )  # fmt: skip
+    return _untied(curves, evidence, numbers, "over all conflicts"), measured
 
 
 def gc_sharpness(
     e2: E2Analysis, section: Mapping[str, Any], *, salt: str, minimum_half: int, rng: Any, n: int
 ) -> tuple[Requirement, Measured | None]:
-    """C3-sharp: ``l* = argmax gc`` on half A; on half B the simultaneous 95% lower bounds
-    of ``gc_B(l*) - gc_B(l)`` where gc_B is defined; observed = their min."""
+    """C3-sharp: ``l* = argmax dA`` on half A; on half B, for every other layer where
+    gc is defined, the simultaneous 95% lower bound of ``gc_B(l*) - gc_B(l)`` (cluster
+    bootstrap), each comparison decided on its own; a layer whose gc is undefined in
+    more than ``max_undefined_share`` of the resamples is excluded (a caveat)."""
     s = e2.sweep
     ids = [i for i, keep in zip(s.ids, s.included, strict=True) if keep]
     in_a = split_halves(ids, salt=salt)
-    curves = gc_curves(e2, section, rng("curves"), n)
-    evidence = e2.evidence(section, curves) | {
+    evidence = e2.evidence(section) | {
         "split": {"salt": salt, "half_a_ids": [i for i, a in zip(ids, in_a, strict=True) if a]}
     }
-    halves, enough = enough_in_halves(
-        in_a, minimum_half, "conflicts", {"n_used": curves.n}, evidence
-    )
+    halves, enough = enough_in_halves(in_a, minimum_half, "conflicts", {"n_used": len(ids)},
+                                      evidence)  # fmt: skip
     if not enough.ok:
         return enough, None
-    result = gc_cross_fitted_sharpness(
-        s.da_ratio(),
-        s.dt_ratio(),
-        s.layers,
-        in_a,
-        rng=rng("sharpness"),
-        n_resamples=n,
-        **gc_options(section),
-    )
-    observed = result.get("min_lower_bound")
-    numbers = {
-        "l_star_gc_half_a": result.get("L_star"),
-        "closest_layer": result.get("closest_layer"),
-        "n_used": curves.n,
-        **halves,
+    curves_a = profile(e2, section, rng("curves-a"), n, rows=in_a)
+    curves_b = profile(e2, section, rng("curves-b"), n, rows=~in_a)
+    evidence |= {"curves_half_a": curves_a.to_records(), "curves_half_b": curves_b.to_records()}
+    numbers = {"l_star_half_a": curves_a.l_star, **halves}
+    tie = _untied(curves_a, evidence, numbers, "on half A")
+    if not tie.ok:
+        return tie, None
+    peak = curves_b.layers.index(curves_a.l_star)
+    samples = iter([curves_b.gc_samples])
+    result = peak_comparisons(
+        peak, curves_b.gc, lambda block: block, samples, curves_b.layers,
+        threshold=0.0, max_undefined_share=section["gc_max_undefined_share"],
+        confidence=section["sharp_confidence"],
+    )  # fmt: skip
+    details = evidence | {"sharpness": result}
+    numbers |= {
+        "failing_layers": result.get("failing_layers"),
+        "excluded_layers": [x["layer"] for x in result.get("excluded_layers", [])],
+        "undefined_layers": result.get("undefined_layers"),
     }
     if result["sharp"] is None:
-        return Requirement(
-            ok=False, reason=result["reason"], numbers=numbers, details=evidence | result
-        ), None
-    title = f"l* = {result.get('L_star')} (half A), min lower bound on B = {round(observed, 3)}"
+        return Requirement(ok=False, reason=result["reason"], numbers=numbers,
+                           details=details), None  # fmt: skip
+    observed = result["min_lower_bound"]
+    title = f"l* = {curves_a.l_star} (half A), min lower bound on B = {observed:.3f}"
     return Requirement(ok=True), Measured(
         observed=observed,
         numbers=numbers,
-        details=evidence | result,
+        details=details,
         why_not=lambda t: (
-            f"l* = {result['L_star']} chosen on half A (n = {halves['n_a']}); on "
-            f"half B (n = {halves['n_b']}) the simultaneous 95% lower bound of gc(l*) - "
-            f"gc(L{result['closest_layer']}) is {observed:.3f}, not > {t}"
+            f"l* = {curves_a.l_star} chosen on half A (n = {halves['n_a']}); on half B "
+            f"(n = {halves['n_b']}) gc(l*) is not above gc at layers "
+            f"{result['failing_layers']} (simultaneous 95% lower bounds "
+            + ", ".join(f"L{c['layer']}: {c['lower_bound']:.3f}" for c in result["comparisons"]
+                        if not c["passes"])
+            + ")"
         ),
-        draw=_draw(curves, title, region=[result["L_star"]] if result.get("L_star") else None),
-    )
+        draw=_draw(curves_b, title, region=[curves_a.l_star]),
+    )  # fmt: skip
 
 
 def suppression(
@@ -375,13 +409,16 @@ def suppression(
     n: int,
     n_permutations: int,
 ) -> tuple[Requirement, Measured | None]:
-    """C5a: is gc at the all-stimuli ``l*_gc`` lower in failures (``m(x) < 0``) than in
-    successes? One-sided permutation p (observed)."""
+    """C5a: is dA at ``l*`` (argmax dA over all conflicts) lower in failures (``m(x) <
+    0``) than in successes within flip types? Stratified difference of ratios of means,
+    one-sided permutation p within flip types, clusters kept whole."""
     s = e2.sweep
     failures = s.failures[s.included]
     counts = {"n_failures": int(failures.sum()), "n_successes": int((~failures).sum())}
-    curves = gc_curves(e2, section, rng("curves"), n)
-    evidence = e2.evidence(section, curves) | {"l_star_gc": curves.l_star} | counts
+    curves = profile(e2, section, rng("curves"), n)
+    evidence = e2.evidence(section) | {"curves": curves.to_records(), "l_star": curves.l_star}
+    evidence |= counts
+    numbers = {"l_star": curves.l_star, "n_used": curves.n, **counts}
     short = [
         f"{counts[key]} {what} (minimum {minimums[minimum]})"
         for key, what, minimum in (
@@ -390,33 +427,34 @@ def suppression(
         )
         if counts[key] < minimums[minimum]
     ]
-    if short or curves.l_star == 0:
-        reason = "; ".join(short) or "gc is undefined at every layer"
-        return Requirement(
-            ok=False, reason=reason, numbers={"n_used": curves.n, **counts}, details=evidence
-        ), None
-    test = gc_group_difference_test(
-        s.da_ratio(),
-        s.dt_ratio(),
-        failures,
-        s.layers.index(curves.l_star),
-        rng=rng("permutation"),
-        n_permutations=n_permutations,
-        **gc_options(section),
-    )
-    numbers = {"l_star_gc": curves.l_star, "n_used": curves.n, **counts}
-    failure_curves = gc_curves(e2, section, rng("failure-curves"), n, rows=np.flatnonzero(failures))
-    details = evidence | {"test": test, "failure_curves": failure_curves.to_records()}
-    if "reason" in test:
-        return Requirement(ok=False, reason=test["reason"], numbers=numbers, details=details), None
+    if short:
+        return Requirement(ok=False, reason="; ".join(short), numbers=numbers,
+                           details=evidence), None  # fmt: skip
+    tie = _untied(curves, evidence, numbers, "over all conflicts")
+    if not tie.ok:
+        return tie, None
+    ratio = s.da_ratio()
+    column = s.layers.index(curves.l_star)
+    keep = np.flatnonzero(s.included)
+    strata = [s.flip_types[i] for i in keep]
+    units = [e2.clusters[i] for i in keep]
+    test = stratified_permutation_test(
+        ratio.num[:, column], ratio.den, failures, strata, units,
+        rng=rng("permutation"), n_permutations=n_permutations,
+    )  # fmt: skip
+    details = evidence | {"test": test}
+    if test["p_value"] is None:
+        return Requirement(ok=False, reason=test["reason"], numbers=numbers,
+                           details=details), None  # fmt: skip
+    numbers |= {"stratified_difference": round(test["statistic"], 4)}
     title = f"raw p = {test['p_value']:.3f} ({counts['n_failures']} failures)"
     return Requirement(ok=True), Measured(
         observed=test["p_value"],
         numbers=numbers,
         details=details,
         why_not=lambda t: (
-            f"permutation p = {test['p_value']:.3f} (gc at l*_gc = {curves.l_star}: "
-            f"successes - failures = {test.get('observed', float('nan')):.3f}; "
+            f"permutation p = {test['p_value']:.3f} (dA at l* = {curves.l_star}, successes - "
+            f"failures within flip types = {test['statistic']:.3f}; "
             f"{counts['n_failures']} failures of {curves.n})"
         ),
         draw=_draw(curves, title, region=[curves.l_star]),
@@ -432,42 +470,35 @@ def drop_then_recover(
     n: int,
 ) -> tuple[Requirement, Measured | None]:
     """C5b: ``P_boot(exists l1 < l2 < l3: gc(l2) <= gc(l1) - drop, gc(l3) >= gc(l2) +
-    drop)`` on the failures."""
+    drop)`` on the failures, gc defined by the v3 rule on the failures (cluster
+    bootstrap; undefined layers are skipped)."""
     s = e2.sweep
     failures = s.failures[s.included]
     n_failures = int(failures.sum())
-    curves = gc_curves(e2, section, rng("curves"), n)
     if n_failures < minimum_failures:
         reason = f"{n_failures} failures; the pre-registered minimum is {minimum_failures}"
         return Requirement(
             ok=False,
             reason=reason,
-            numbers={"n_used": curves.n, "n_failures": n_failures},
-            details=e2.evidence(section, curves) | {"n_failures": n_failures},
+            numbers={"n_used": int(s.included.sum()), "n_failures": n_failures},
+            details=e2.evidence(section) | {"n_failures": n_failures},
         ), None
-    rows = np.flatnonzero(failures)
-    failure_curves = gc_curves(e2, section, rng("failure-curves"), n, rows=rows)
-    p = probability_drop_and_recover(
-        s.da_ratio(rows),
-        s.dt_ratio(rows),
-        rng=rng("pattern"),
-        drop=drop,
-        n_resamples=n,
-        **gc_options(section),
-    )
-    pattern = bool(drop_and_recover(failure_curves.gc, drop=drop)[0])
+    curves = profile(e2, section, rng("failure-curves"), n, rows=np.flatnonzero(failures))
+    p = float(drop_and_recover(curves.gc_samples, drop=drop).mean())
+    pattern = bool(drop_and_recover(curves.gc, drop=drop)[0])
     return Requirement(ok=True), Measured(
         observed=p,
-        numbers={"n_failures": n_failures, "n_used": curves.n},
-        details=e2.evidence(section, curves)
+        numbers={"n_failures": n_failures, "defined_layers": [
+            la for la, ok in zip(curves.layers, curves.defined, strict=True) if ok]},
+        details=e2.evidence(section)
         | {
             "p_drop_and_recover": p,
             "pattern_in_point_estimate": pattern,
-            "failure_curves": failure_curves.to_records(),
+            "failure_curves": curves.to_records(),
         },
         why_not=lambda t: f"P_boot(drop then recover) = {p:.3f} < {t} on {n_failures} failures",
-        draw=_draw(failure_curves, f"failures (n = {n_failures}), P(drop+recover) = {p:.3f}"),
-    )
+        draw=_draw(curves, f"failures (n = {n_failures}), P(drop+recover) = {p:.3f}"),
+    )  # fmt: skip
 
 
 def null_check(e2: E2Analysis, tolerance: float, null_check_stimuli: int) -> Measured:

@@ -19,7 +19,7 @@ difference inflates false positives (two tied layers: the lower bound is above 0
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from listenkit.stats.resampling import nan_argmax, resample_counts
 __all__ = [
     "cross_fitted_sharpness",
     "max_t_lower_bounds",
+    "peak_comparisons",
     "simultaneous_peak_test",
     "split_halves",
 ]
@@ -145,3 +146,73 @@ def cross_fitted_sharpness(
         a.value(), b.value(), b.resampled, b.n, layers, rng, n_resamples, confidence
     )
     return {"n_a": n_a, "n_b": n_b} | result
+
+
+def peak_comparisons(
+    peak: int,
+    observed_b: np.ndarray,
+    resampled_b: Callable[[np.ndarray], np.ndarray],
+    counts: Iterable[np.ndarray],
+    layers: Sequence[int],
+    *,
+    threshold: float = 0.0,
+    inclusive: bool = False,
+    max_undefined_share: float | None = None,
+    confidence: float = 0.95,
+) -> dict:
+    """Pre-registration v3's sharpness: the peak layer (index ``peak``, chosen on the
+    other half) against every other layer on this half, each comparison decided on its
+    own: ``d(l) = curve(peak) - curve(l)`` with simultaneous studentized max-T lower
+    bounds over the resamples (``counts``: blocks of per-stimulus counts, e.g. a
+    cluster bootstrap); comparison ``l`` passes iff ``lower(l) > threshold`` (``>=``
+    with ``inclusive``). With ``max_undefined_share``, a layer whose curve is undefined
+    (NaN) in more resamples than that is excluded and listed (a caveat), and ``sharp``
+    is None when the peak itself is; without it, undefined resamples count against.
+    ``sharp`` (all comparisons pass) is None with a ``reason`` when nothing can be
+    compared."""
+    layers = [int(x) for x in layers]
+    base = {"L_star": layers[peak], "confidence": confidence, "threshold": threshold}
+    if not np.isfinite(observed_b[peak]):
+        return base | {"sharp": None, "reason": f"undefined at L* = {layers[peak]} on half B"}
+    boot = np.vstack([resampled_b(c) for c in counts])
+    undefined = np.mean(~np.isfinite(boot), axis=0)
+    excluded = []
+    if max_undefined_share is not None:
+        if undefined[peak] > max_undefined_share:
+            return base | {
+                "sharp": None,
+                "reason": f"undefined at L* = {layers[peak]} in {undefined[peak]:.1%} of "
+                f"half B's resamples (more than {max_undefined_share:.0%})",
+            }
+        defined = [j for j in range(len(layers)) if j != peak and np.isfinite(observed_b[j])]
+        excluded = [j for j in defined if undefined[j] > max_undefined_share]
+    others = [j for j in range(len(layers))
+              if j != peak and np.isfinite(observed_b[j]) and j not in excluded]  # fmt: skip
+    undefined_layers = [layers[j] for j in range(len(layers)) if not np.isfinite(observed_b[j])]
+    caveats = {
+        "excluded_layers": [
+            {"layer": layers[j], "undefined_share": float(undefined[j])} for j in excluded
+        ],
+        "undefined_layers": undefined_layers,
+    }
+    if not others:
+        return base | caveats | {"sharp": None, "reason": "no other layer to compare on half B"}
+    d = observed_b[peak] - observed_b[others]
+    lower, c = max_t_lower_bounds(d, boot[:, [peak]] - boot[:, others], confidence=confidence)
+    passes = lower >= threshold if inclusive else lower > threshold
+    comparisons = [
+        {"layer": layers[j], "difference": float(dj), "lower_bound": float(lo), "passes": bool(ok)}
+        for j, dj, lo, ok in zip(others, d, lower, passes, strict=True)
+    ]
+    return (
+        base
+        | caveats
+        | {
+            "critical_value": c,
+            "comparisons": comparisons,
+            "min_lower_bound": float(lower.min()),
+            "closest_layer": layers[others[int(np.argmin(lower))]],
+            "failing_layers": [cmp["layer"] for cmp in comparisons if not cmp["passes"]],
+            "sharp": bool(np.all(passes)),
+        }
+    )
