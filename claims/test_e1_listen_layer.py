@@ -76,6 +76,10 @@ def test_c2_correlational_and_causal_agree(cell):
     supported iff the larger p, Holm-adjusted over the grid, is < 0.05."""
     site, spec = cell.spec["site"], cell.spec
     _required(cell, site)
+    grid = [
+        c for c in cell.prereg.cells(cell.claim) if not cell.prereg.not_in_profile(c, cell.profile)
+    ]
+    cell.require(e1.attainable_under_holm(grid, cell.id, spec["threshold"]))
     moves, agreement = e1.agreement(
         cell.analysis, site, spec["definition"], spec["minimum_norm_step"]
     )

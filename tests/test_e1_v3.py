@@ -69,3 +69,33 @@ def test_spearman_permutation_null_is_uniform_on_unrelated_profiles():
     rng = np.random.default_rng(3)
     ps = [spearman_permutation(rng.random(6), rng.random(6))["p_value"] for _ in range(300)]
     assert np.mean(np.asarray(ps) <= 0.05) <= 0.08
+
+
+def test_dtw_path_undoes_a_known_time_stretch():
+    from listenkit.stimuli.time_align import dtw_path
+
+    a = np.sin(np.linspace(0, 6, 40))[:, None] * np.array([[1.0, -0.5]])
+    b = np.repeat(a, 2, axis=0)  # every frame twice: b is a at half speed
+    path = dtw_path(a, b)
+    assert tuple(path[0]) == (0, 0) and tuple(path[-1]) == (39, 79)
+    assert all(abs(i - j // 2) <= 1 for i, j in path)
+
+
+def test_aligned_voice_pairs_are_equal_length_and_better_aligned():
+    """Two real voices (Piper joe; espeak-ng en-gb-scotland warped onto joe's timing):
+    equal lengths, equal RMS, and a higher envelope correlation than unwarped."""
+    from listenkit.stimuli import TTSUnavailableError
+    from listenkit.stimuli.pairs import aligned_voice_pairs
+    from listenkit.stimuli.textbank import textbank
+
+    try:
+        pairs = aligned_voice_pairs(list(textbank())[200:202])
+    except TTSUnavailableError as err:
+        pytest.skip(str(err))
+    for pair in pairs:
+        clean, corrupt = pair.clean.audio, pair.corrupt.audio
+        assert clean.shape == corrupt.shape
+        rms = [np.sqrt(np.mean(np.asarray(x, float) ** 2)) for x in (clean, corrupt)]
+        assert rms[1] == pytest.approx(rms[0], rel=0.02) or np.abs(corrupt).max() == 1.0
+        check = pair.meta["alignment"]
+        assert check["envelope_correlation"] > check["envelope_correlation_unwarped"]

@@ -91,7 +91,8 @@ class Cell:
         return self.session.prereg.resamples(self.claim, self.profile)
 
     def minimum(self, name: str) -> int:
-        return self.session.prereg.minimum(self.claim, name)
+        """The pre-registered minimum ``name`` for this cell's profile and model."""
+        return self.session.prereg.minimum(self.claim, name, profile=self.profile, model=self.model)
 
     def rng(self, *purpose: str) -> np.random.Generator:
         """An independent stream per (claim, model, family, purpose): SHA-256 of the

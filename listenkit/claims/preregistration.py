@@ -169,12 +169,22 @@ class Preregistration(Mapping):
                 return int(section[key][profile])
         raise PreregistrationError(f"[{self.experiment_of(claim_id)}] has no resamples")
 
-    def minimum(self, claim_id: str, name: str) -> int:
+    def minimum(
+        self, claim_id: str, name: str, *, profile: str | None = None, model: str | None = None
+    ) -> int:
+        """A pre-registered minimum: a number, or a table by profile and then by model
+        (``default`` for the models not listed), e.g. ``{smoke = 8, full = {whisper-base =
+        90, default = 30}}``."""
         try:
-            return self.section(claim_id)["minimums"][name]
+            value = self.section(claim_id)["minimums"][name]
+            for key in (profile, model):
+                if isinstance(value, Mapping):
+                    value = value[key] if key in value else value["default"]
+            return int(value)
         except KeyError:
             raise PreregistrationError(
-                f"[{self.experiment_of(claim_id)}] has no minimum {name!r}"
+                f"[{self.experiment_of(claim_id)}] has no minimum {name!r} for "
+                f"profile {profile!r}, model {model!r}"
             ) from None
 
     def _entry(self, claim_id: str) -> tuple[str, str, dict[str, Any]]:

@@ -51,6 +51,7 @@ __all__ = [
     "E1Analysis",
     "agreement",
     "analyse",
+    "attainable_under_holm",
     "enough_pairs",
     "exploratory",
     "peak_in_region",
@@ -440,10 +441,15 @@ def agreement(
         "definition": definition,
         "caveats": caveats,
     }
+    constant = [name for name, t in tests.items() if t["p_value"] is None]
     moves = Requirement(
-        ok=norm_size >= minimum_norm_step and observed is not None,
-        reason=f"the norm profile's largest step is {norm_size:.4f}, below the pre-registered "
-        f"{minimum_norm_step} (or a profile is constant): no ranking to compare",
+        ok=norm_size >= minimum_norm_step and not constant,
+        reason=(
+            f"a constant profile ({', '.join(constant)}): no ranking to compare"
+            if constant
+            else f"the norm profile's largest step is {norm_size:.4f}, below the "
+            f"pre-registered {minimum_norm_step}: no ranking to compare"
+        ),
         numbers=numbers,
         details=details,
     )
@@ -466,6 +472,35 @@ def agreement(
             f"{tests['norm']['p_value']:.3f}); the larger p is not below {t}"
         ),
         draw=draw,
+    )
+
+
+# Encoder depth of the published Whisper checkpoints (openai-whisper's ModelDimensions).
+ENCODER_LAYERS = {"whisper-tiny": 4, "whisper-tiny.en": 4, "whisper-base": 6,
+                  "whisper-base.en": 6, "whisper-small": 12, "whisper-small.en": 12,
+                  "whisper-medium": 24, "whisper-medium.en": 24, "whisper-large-v2": 32,
+                  "whisper-large-v3": 32}  # fmt: skip
+
+
+def attainable_under_holm(grid: Sequence[Any], cell: Any, alpha: float) -> Requirement:
+    """C2's permutation p can be no smaller than ``1 / N!``. Holm is monotone, so the
+    best a cell can do is its adjusted p when every cell of the ``grid`` (CellIds of the
+    profile) takes its smallest possible p: if that is not below ``alpha``, no data can
+    support the cell and it is inconclusive (the design, not the model, would decide)."""
+    from math import factorial
+
+    from listenkit.stats import holm
+
+    cells = sorted(grid, key=lambda c: c.id)
+    smallest = [1.0 / factorial(ENCODER_LAYERS.get(c.model, 32)) for c in cells]
+    best = float(holm(smallest)[[c.id for c in cells].index(cell.id)])
+    return Requirement(
+        ok=best < alpha,
+        reason=f"with {ENCODER_LAYERS.get(cell.model)} encoder layers the smallest possible "
+        f"permutation p is {smallest[[c.id for c in cells].index(cell.id)]:.4f}; even if every "
+        f"cell of the grid ({len(cells)}) took its smallest p, Holm would give {best:.3f}, "
+        f"not below {alpha}",
+        numbers={"best_possible_holm_p": round(best, 4)},
     )
 
 

@@ -41,8 +41,14 @@ from listenkit.experiments.measured import Measured, Requirement, enough_in_halv
 from listenkit.experiments.progress import reporter
 from listenkit.models.speech_model import SpeechModel
 from listenkit.report.plots import plot_grounding
-from listenkit.stats import drop_and_recover, split_halves
-from listenkit.stats.grounding_profile import argmax_share, cluster_index, listen_profile
+from listenkit.stats import drop_and_recover
+from listenkit.stats.grounding_profile import (
+    argmax_share,
+    cluster_index,
+    listen_profile,
+    shared_text_clusters,
+    split_by_cluster,
+)
 from listenkit.stats.sharpness import peak_comparisons
 from listenkit.stats.stratified_permutation import stratified_permutation_test
 from listenkit.stimuli.families import conflict_family
@@ -77,7 +83,7 @@ class E2Analysis:
     sweep: GroundingSweep
     manifest_sha256: str
     dropped: dict[str, Any]  # per flip type: stimuli dropped because the texts do not line up
-    clusters: tuple[str, ...] = ()  # per stimulus of the sweep: its sentence pair (resampled whole)
+    clusters: tuple[str, ...] = ()  # per stimulus of the sweep: stimuli sharing a sentence
     null_deviation: dict[str, float] | None = None  # Whisper only (None: not run)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -222,10 +228,10 @@ def _analysed(
             reporter(f"E2 {model} {family} gc sweep", "conflicts"),
         )
         null = run_null(stimuli[:null_check_stimuli]) if run_null is not None else None
-        pair_of = {st.stimulus_id: " | ".join(sorted((st.ref_text, st.conflict_text)))
-                   for st in stimuli}  # fmt: skip
+        by_id = {st.stimulus_id: st for st in stimuli}
+        texts = [(by_id[i].ref_text, by_id[i].conflict_text) for i in sweep.ids]
         return E2Analysis(
-            clusters=tuple(pair_of[i] for i in sweep.ids),
+            clusters=tuple(shared_text_clusters(texts)),
             model=model,
             family=family,
             n_layers=n_layers,
@@ -346,13 +352,15 @@ def listen_layer_in_region(
 def gc_sharpness(
     e2: E2Analysis, section: Mapping[str, Any], *, salt: str, minimum_half: int, rng: Any, n: int
 ) -> tuple[Requirement, Measured | None]:
-    """C3-sharp: ``l* = argmax dA`` on half A; on half B, for every other layer where
-    gc is defined, the simultaneous 95% lower bound of ``gc_B(l*) - gc_B(l)`` (cluster
-    bootstrap), each comparison decided on its own; a layer whose gc is undefined in
-    more than ``max_undefined_share`` of the resamples is excluded (a caveat)."""
+    """C3-sharp: ``l* = argmax dA`` on half A (halves by cluster); on half B, for every
+    other layer where gc is defined, the simultaneous 97.5% lower bound of ``gc_B(l*) -
+    gc_B(l)`` (cluster bootstrap), each comparison decided on its own. A layer whose gc
+    is undefined (or in more than ``gc_max_undefined_share`` of the resamples) fails if
+    dA's lower bound there is > 0 (it could hold a higher gc) and is excluded, listed,
+    otherwise."""
     s = e2.sweep
     ids = [i for i, keep in zip(s.ids, s.included, strict=True) if keep]
-    in_a = split_halves(ids, salt=salt)
+    in_a = split_by_cluster([e2.clusters[i] for i in np.flatnonzero(s.included)], salt=salt)
     evidence = e2.evidence(section) | {
         "split": {"salt": salt, "half_a_ids": [i for i, a in zip(ids, in_a, strict=True) if a]}
     }
@@ -374,28 +382,43 @@ def gc_sharpness(
         threshold=0.0, max_undefined_share=section["gc_max_undefined_share"],
         confidence=section["sharp_confidence"],
     )  # fmt: skip
+    # a layer where the audio stream demonstrably carries the decision (dA's lower bound
+    # > 0) but whose gc cannot be compared (undefined, or in > 5% of resamples) could be a
+    # higher gc: it fails the comparison; layers where dA is not demonstrably > 0 do not
+    compared = {c["layer"] for c in result.get("comparisons", [])}
+    not_comparable = [
+        la for j, la in enumerate(curves_b.layers)
+        if la != curves_a.l_star and la not in compared and curves_b.da_low[j] > 0
+    ]  # fmt: skip
+    undefined_peak = result["sharp"] is None and "undefined at L*" in result.get("reason", "")
+    if not undefined_peak and (result["sharp"] is not None or not_comparable):
+        result["not_comparable_failing"] = not_comparable
+        result["failing_layers"] = sorted(result.get("failing_layers", []) + not_comparable)
+        result["sharp"] = bool(result.get("sharp", True)) and not not_comparable
     details = evidence | {"sharpness": result}
     numbers |= {
         "failing_layers": result.get("failing_layers"),
+        "not_comparable_failing": not_comparable,
         "excluded_layers": [x["layer"] for x in result.get("excluded_layers", [])],
         "undefined_layers": result.get("undefined_layers"),
     }
     if result["sharp"] is None:
         return Requirement(ok=False, reason=result["reason"], numbers=numbers,
                            details=details), None  # fmt: skip
-    observed = result["min_lower_bound"]
-    title = f"l* = {curves_a.l_star} (half A), min lower bound on B = {observed:.3f}"
+    observed = result.get("min_lower_bound")  # None: only non-comparable layers (fails)
+    failed = [c for c in result.get("comparisons", []) if not c["passes"]]
+    bounds = ", ".join(f"L{c['layer']}: {c['lower_bound']:.3f}" for c in failed)
+    title = f"l* = {curves_a.l_star} (half A), failing layers {result['failing_layers']}"
     return Requirement(ok=True), Measured(
         observed=observed,
+        conditions={"every layer with dA > 0 compared": not not_comparable},
         numbers=numbers,
         details=details,
         why_not=lambda t: (
             f"l* = {curves_a.l_star} chosen on half A (n = {halves['n_a']}); on half B "
             f"(n = {halves['n_b']}) gc(l*) is not above gc at layers "
-            f"{result['failing_layers']} (simultaneous 95% lower bounds "
-            + ", ".join(f"L{c['layer']}: {c['lower_bound']:.3f}" for c in result["comparisons"]
-                        if not c["passes"])
-            + ")"
+            f"{result['failing_layers']} (not comparable, dA > 0: {not_comparable}; "
+            f"simultaneous 97.5% lower bounds {bounds})"
         ),
         draw=_draw(curves_b, title, region=[curves_a.l_star]),
     )  # fmt: skip

@@ -32,8 +32,45 @@ __all__ = [
     "cluster_resample_counts",
     "listen_profile",
     "plain_gc",
+    "shared_text_clusters",
+    "split_by_cluster",
     "tied_maxima",
 ]
+
+
+def shared_text_clusters(texts: Sequence[Sequence[str]]) -> list[str]:
+    """The cluster of every stimulus (given its texts, e.g. (ref_text, conflict_text)):
+    stimuli that share any text, directly or through others, form one cluster (the
+    connected components of 'shares a sentence'); the key is the component's first
+    text in sorted order."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for group in texts:
+        roots = [find(t) for t in group]
+        for r in roots[1:]:
+            a, b = sorted((find(roots[0]), find(r)))
+            parent[b] = a
+    members: dict[str, list[str]] = {}
+    for t in parent:
+        members.setdefault(find(t), []).append(t)
+    key = {root: min(ts) for root, ts in members.items()}
+    return [key[find(group[0])] for group in texts]
+
+
+def split_by_cluster(clusters: Sequence[str], *, salt: str) -> np.ndarray:
+    """Half A / half B per stimulus from a hash of its *cluster* key (pre-registered
+    salt), so that no cluster straddles the halves."""
+    from listenkit.stats.sharpness import split_halves
+
+    keys = sorted(set(clusters))
+    in_a = dict(zip(keys, split_halves(keys, salt=salt), strict=True))
+    return np.array([in_a[c] for c in clusters], dtype=bool)
 
 
 def cluster_index(keys: Sequence[str]) -> np.ndarray:

@@ -166,8 +166,10 @@ def peak_comparisons(
     bounds over the resamples (``counts``: blocks of per-stimulus counts, e.g. a
     cluster bootstrap); comparison ``l`` passes iff ``lower(l) > threshold`` (``>=``
     with ``inclusive``). With ``max_undefined_share``, a layer whose curve is undefined
-    (NaN) in more resamples than that is excluded and listed (a caveat), and ``sharp``
-    is None when the peak itself is; without it, undefined resamples count against.
+    (NaN) in more resamples than that is excluded and listed (a caveat), ``sharp`` is
+    None when the peak itself is, and the bounds come from the resamples in which every
+    compared layer is defined (the share dropped is reported); without it, undefined
+    resamples count against.
     ``sharp`` (all comparisons pass) is None with a ``reason`` when nothing can be
     compared."""
     layers = [int(x) for x in layers]
@@ -198,7 +200,12 @@ def peak_comparisons(
     if not others:
         return base | caveats | {"sharp": None, "reason": "no other layer to compare on half B"}
     d = observed_b[peak] - observed_b[others]
-    lower, c = max_t_lower_bounds(d, boot[:, [peak]] - boot[:, others], confidence=confidence)
+    differences = boot[:, [peak]] - boot[:, others]
+    if max_undefined_share is not None:  # the bounds from resamples where all are defined
+        complete = np.isfinite(differences).all(axis=1)
+        caveats["resamples_dropped_share"] = float(1 - complete.mean())
+        differences = differences[complete]
+    lower, c = max_t_lower_bounds(d, differences, confidence=confidence)
     passes = lower >= threshold if inclusive else lower > threshold
     comparisons = [
         {"layer": layers[j], "difference": float(dj), "lower_bound": float(lo), "passes": bool(ok)}

@@ -9,10 +9,11 @@ numerator over a per-stimulus denominator; the statistic pools them with weights
     s = sum_f w_f d_f / sum_f w_f
 
 The null (labels independent of the values given the stratum) is tested by permuting
-labels within strata. A unit that has stimuli in several strata (e.g. a sentence pair
-that gives a negation_add and a negation_remove conflict) keeps its labels together:
-units with the same set of strata are permuted as wholes, each stimulus taking the
-label its new unit had in the same stratum. One-sided:
+labels within strata. A unit (a cluster of stimuli that share sentences, e.g. the
+negation_add and negation_remove conflicts of one sentence pair, or a time swap and its
+reverse) keeps its labels together: units with the same multiset of strata are permuted
+as wholes, each stimulus taking the label of the stimulus in the same position (same
+stratum, same rank within it) of its new unit. One-sided:
 ``p = (1 + #{s_perm >= s_obs}) / (1 + P)``.
 """
 
@@ -95,16 +96,15 @@ def stratified_permutation_test(
         return observed | {"p_value": None, "reason": "no stratum has both groups"}
     names = sorted(set(strata))
     index = np.array([names.index(s) for s in strata])
-    # unit -> {stratum: stimulus}; units grouped by their set of strata
-    members: dict[str, dict[str, int]] = defaultdict(dict)
+    # unit -> its stimuli ordered by (stratum, index); units grouped by their multiset of
+    # strata, so that a permutation moves labels between stimuli of the same stratum only
+    members: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for i, (unit, stratum) in enumerate(zip(units, strata, strict=True)):
-        if stratum in members[unit]:
-            raise ValueError(f"unit {unit!r} has two stimuli in stratum {stratum!r}")
-        members[unit][stratum] = i
+        members[unit].append((stratum, i))
     groups: dict[tuple[str, ...], list[list[int]]] = defaultdict(list)
-    for unit_strata in members.values():
-        key = tuple(sorted(unit_strata))
-        groups[key].append([unit_strata[s] for s in key])
+    for entries in members.values():
+        entries.sort()
+        groups[tuple(s for s, _ in entries)].append([i for _, i in entries])
     exceed, done = 0, 0
     while done < n_permutations:
         block = min(BLOCK, n_permutations - done)

@@ -14,7 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from listenkit.stimuli.conflict import conflict_stimuli, noisy_conflicts
-from listenkit.stimuli.pairs import noise_pairs, praat_voice_pairs, speed_pairs, voice_pairs
+from listenkit.stimuli.pairs import (
+    aligned_voice_pairs,
+    noise_pairs,
+    praat_voice_pairs,
+    speed_pairs,
+    voice_pairs,
+)
 from listenkit.stimuli.store import StimulusSet
 from listenkit.stimuli.textbank import textbank
 from listenkit.stimuli.types import ConflictStimulus
@@ -36,6 +42,13 @@ DEFAULT_FAMILIES: dict[str, dict[str, Any]] = {
         "shared_level": True,
     },
     "voice": {
+        "generator": "aligned_voice_pairs",
+        "voice_a": "piper:joe",
+        "voice_b": "espeak-ng:en-gb-scotland",
+        "anchor_s": 0.04,
+        "factor_range": [0.1, 4.0],
+    },
+    "voice-gender": {
         "generator": "praat_voice_pairs",
         "voice": "piper:joe",
         "formant_shift_ratio": 1.2,
@@ -86,6 +99,14 @@ def family_pairs(spec: Mapping[str, Any], n: int, *, seed: int) -> StimulusSet:
         )
     if generator == "voice_pairs":
         return voice_pairs(texts, spec["voice_a"], spec["voice_b"])
+    if generator == "aligned_voice_pairs":
+        return aligned_voice_pairs(
+            texts,
+            spec["voice_a"],
+            spec["voice_b"],
+            anchor_s=spec["anchor_s"],
+            factor_range=tuple(spec["factor_range"]),
+        )
     if generator == "praat_voice_pairs":
         return praat_voice_pairs(
             texts,

@@ -33,7 +33,7 @@ from listenkit.stimuli.store import StimulusSet, cached_stimulus_set
 from listenkit.stimuli.tts import PiperVoice, get_voice
 from listenkit.stimuli.types import Pair, Utterance
 
-__all__ = ["noise_pairs", "praat_voice_pairs", "speed_pairs", "voice_pairs"]
+__all__ = ["aligned_voice_pairs", "noise_pairs", "praat_voice_pairs", "speed_pairs", "voice_pairs"]
 
 DEFAULT_VOICE = "piper:joe"
 
@@ -245,6 +245,59 @@ def praat_voice_pairs(
         return pairs, {"versions": versions}
 
     return cached_stimulus_set("praat_voice_pairs", params, build)
+
+
+def aligned_voice_pairs(
+    texts: Sequence[str],
+    voice_a: str = DEFAULT_VOICE,
+    voice_b: str = "espeak-ng:en-gb-scotland",
+    *,
+    anchor_s: float = 0.04,
+    factor_range: tuple[float, float] = (0.1, 4.0),
+) -> StimulusSet:
+    """``voice_a`` (clean) vs ``voice_b`` warped onto ``voice_a``'s timing (DTW on MFCCs,
+    a Praat duration tier, overlap-add; ``listenkit.stimuli.time_align``): two voices
+    (accents) speaking the same words at the same times, equal lengths, equal RMS. Each
+    pair's meta records the alignment check (envelope correlation, warped and not)."""
+    from listenkit.stimuli.prosody import PRAAT_SEED
+    from listenkit.stimuli.time_align import warp_onto
+
+    texts = _check_texts(texts)
+    low, high = (float(x) for x in factor_range)
+    params = {"texts": texts, "voice_a": voice_a, "voice_b": voice_b, "anchor_s": float(anchor_s),
+              "factor_range": [low, high], "praat_seed": PRAAT_SEED}  # fmt: skip
+
+    def build():
+        import parselmouth
+
+        tts_a, tts_b = _voice(voice_a), _voice(voice_b)
+        pairs = []
+        for i, text in enumerate(texts):
+            clean = tts_a.synthesize(text)
+            corrupt, check = warp_onto(clean, tts_b.synthesize(text), anchor_s=anchor_s,
+                                       factor_range=(low, high))  # fmt: skip
+            pid = f"aligned-voice-{voice_b.replace(':', '-')}/{i:04d}"
+            pairs.append(
+                Pair(
+                    id=pid,
+                    attribute="voice",
+                    level=f"{voice_b} on {voice_a}'s timing",
+                    clean=Utterance(
+                        id=f"{pid}/clean", text=text, audio=clean, meta={"voice": voice_a}
+                    ),
+                    corrupt=Utterance(
+                        id=f"{pid}/corrupt",
+                        text=text,
+                        audio=corrupt,
+                        meta={"voice": voice_b, "warped_onto": voice_a},
+                    ),
+                    meta={"generator": "aligned_voice_pairs", "alignment": check},
+                )
+            )
+        versions = _versions(tts_a, tts_b) | {"praat-parselmouth": parselmouth.__version__}
+        return pairs, {"versions": versions}
+
+    return cached_stimulus_set("aligned_voice_pairs", params, build)
 
 
 def speed_pairs(texts: Sequence[str], factor: float) -> StimulusSet:
