@@ -356,8 +356,8 @@ def gc_sharpness(
     other layer where gc is defined, the simultaneous 97.5% lower bound of ``gc_B(l*) -
     gc_B(l)`` (cluster bootstrap), each comparison decided on its own. A layer whose gc
     is undefined (or in more than ``gc_max_undefined_share`` of the resamples) fails if
-    dA's lower bound there is > 0 (it could hold a higher gc) and is excluded, listed,
-    otherwise."""
+    dA's lower bound there is > 0 and dA + dT >= ``gc_min_sum`` (it could hold a higher
+    gc) and is excluded, listed, otherwise."""
     s = e2.sweep
     ids = [i for i, keep in zip(s.ids, s.included, strict=True) if keep]
     in_a = split_by_cluster([e2.clusters[i] for i in np.flatnonzero(s.included)], salt=salt)
@@ -383,12 +383,15 @@ def gc_sharpness(
         confidence=section["sharp_confidence"],
     )  # fmt: skip
     # a layer where the audio stream demonstrably carries the decision (dA's lower bound
-    # > 0) but whose gc cannot be compared (undefined, or in > 5% of resamples) could be a
-    # higher gc: it fails the comparison; layers where dA is not demonstrably > 0 do not
+    # > 0) and the two streams carry at least gc_min_sum, but whose gc cannot be compared
+    # (dT not demonstrably > 0, or undefined in > 5% of resamples), could hold a higher gc
+    # (dT ~ 0: gc ~ 1): it fails; the other uncompared layers are excluded and listed
     compared = {c["layer"] for c in result.get("comparisons", [])}
+    min_sum = section["gc_min_sum"]
     not_comparable = [
         la for j, la in enumerate(curves_b.layers)
         if la != curves_a.l_star and la not in compared and curves_b.da_low[j] > 0
+        and curves_b.da[j] + curves_b.dt[j] >= min_sum
     ]  # fmt: skip
     undefined_peak = result["sharp"] is None and "undefined at L*" in result.get("reason", "")
     if not undefined_peak and (result["sharp"] is not None or not_comparable):
