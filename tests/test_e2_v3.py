@@ -173,3 +173,55 @@ def test_c5b_flat_gc_null_is_rarely_a_drop_and_recovery():
         )  # fmt: skip
         hits += drop_and_recover(curves.gc_samples, drop=0.1).mean() >= 0.9
     assert hits / 150 <= 0.08
+
+
+def _sweep_analysis(da, dt, n=60, seed=0):
+    """An E2Analysis with known dA(l), dT(l) (4 layers): m(x) = 2, m(x_a) = 0, m(x_t) = 4,
+    patched margins at those shares with per-stimulus noise; every stimulus its own
+    cluster."""
+    from listenkit.analyses.grounding.whisper import GroundingSweep
+    from listenkit.experiments.e2 import E2Analysis
+
+    rng = np.random.default_rng(seed)
+    ids = tuple(f"s{i:03d}" for i in range(n))
+    sweep = GroundingSweep(
+        ids=ids, flip_types=("number_swap",) * n, layers=LAYERS, m_x=np.full(n, 2.0),
+        m_audio_source=np.zeros(n), m_text_source=np.full(n, 4.0),
+        audio_patched=2.0 - 2.0 * np.asarray(da) + rng.normal(0, 0.1, (n, 4)),
+        text_patched=2.0 + 2.0 * np.asarray(dt) + rng.normal(0, 0.1, (n, 4)), floor=1.0,
+    )  # fmt: skip
+    return E2Analysis(model="m", family="f", n_layers=4, sweep=sweep, manifest_sha256="",
+                      dropped={}, clusters=ids)  # fmt: skip
+
+
+SECTION_E2 = {"gc_min_sum": 0.5, "gc_max_undefined_share": 0.05, "sharp_confidence": 0.975,
+              "metric": "", "interventions": "", "dA": "", "dT": "", "listen_layer": "",
+              "gc": "", "clusters": ""}  # fmt: skip
+
+
+def _c3_sharp_on(da, dt):
+    from listenkit.experiments import e2
+
+    from listenkit.stats import seeded_generator
+
+    def rng(*purpose):
+        return seeded_generator(0, *purpose)
+
+    return e2.gc_sharpness(_sweep_analysis(da, dt), SECTION_E2, salt="s", minimum_half=4,
+                           rng=rng, n=400)  # fmt: skip
+
+
+def test_c3_sharp_fails_on_a_layer_that_reads_audio_with_an_uncomparable_gc():
+    """Layer 3 carries the audio (dA .6) with dT ~ 0 (sum >= .5): its gc would be ~1,
+    above gc(l*) = .5 at layer 4, but is undefined: the comparison fails."""
+    _, measured = _c3_sharp_on([0.0, 0.05, 0.6, 0.9], [0.9, 0.9, 0.0, 0.9])
+    assert measured.conditions == {"every layer with dA > 0 compared": False}
+    assert 3 in measured.numbers["failing_layers"]
+
+
+def test_c3_sharp_excludes_a_layer_that_carries_under_half_of_the_decision():
+    """Layer 3: dA .27, dT -.34 (as tiny.en's smoke cell): no gc by definition; excluded
+    with a caveat, and layer 4's gc (.5) is compared with layer 1's (~.05) only."""
+    ok, measured = _c3_sharp_on([0.05, 0.0, 0.27, 0.9], [0.9, 0.0, -0.34, 0.9])
+    assert ok.ok and measured.conditions == {"every layer with dA > 0 compared": True}
+    assert measured.numbers["failing_layers"] == [] and measured.observed > 0
