@@ -31,7 +31,7 @@ def test_c1_causal_peak_at_half_depth(cell):
     region = e1.relative_region(spec["region_relative"], cell.analysis.n_layers, spec["depth"])
     cell.judge(
         e1.peak_in_region(
-            cell.analysis, site, region, "L*/N in [1/3, 2/3]", cell.rng, cell.resamples
+            cell.analysis, site, region, "(L* - 0.5)/N in [1/3, 2/3]", cell.rng, cell.resamples
         )
     )
 

@@ -201,7 +201,6 @@ SECTION_E2 = {"gc_min_sum": 0.5, "gc_max_undefined_share": 0.05, "sharp_confiden
 
 def _c3_sharp_on(da, dt):
     from listenkit.experiments import e2
-
     from listenkit.stats import seeded_generator
 
     def rng(*purpose):

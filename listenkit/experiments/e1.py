@@ -135,16 +135,23 @@ def analyse(
             reference=section["reference"],
             mode=section["mode"],
         )
-        results = sweep_items(
-            model,
-            items,
-            list(sites),
-            section["metric"],
-            reference=section["reference"],
-            mode=section["mode"],
-            floor=section["exclusion_floor_nats"],
-            progress=reporter(f"{label} sweeps ({len(sites)} sites)", "pairs"),
-        )
+
+        def sweeps(done):
+            return sweep_items(
+                model,
+                items,
+                list(sites),
+                section["metric"],
+                reference=section["reference"],
+                mode=section["mode"],
+                floor=section["exclusion_floor_nats"],
+                progress=reporter(f"{label} sweeps ({len(sites)} sites)", "pairs", resumed=done),
+                done=done,
+            )
+
+        # its own cache entry, checkpointed after every batch: a killed run resumes
+        results = _cached(cache, f"E1-sweeps-{'+'.join(sites)}", model, family, pairs, profile,
+                          sweeps, batches=True)  # fmt: skip
         checked = items[:null_check_stimuli]
         null = null_patch_deviation(model, checked, [Site(component=s) for s in sites])
         degenerate = degenerate_patch_deviation(
@@ -217,11 +224,11 @@ def _params(pairs: StimulusSet) -> dict[str, Any]:
     return dict(pairs.params) | {"texts": f"{len(pairs)} from text bank v1"}
 
 
-def _cached(cache, kind, model, family, pairs, profile, compute):
+def _cached(cache, kind, model, family, pairs, profile, compute, *, batches=False):
     if cache is None:
-        return compute()
+        return compute({}) if batches else compute()
     parts = {"weights": weights_sha256(model.module), "stimuli": pairs.manifest_sha256}
-    return cache.get(kind, model.name, family, profile, parts, compute)
+    return cache.get(kind, model.name, family, profile, parts, compute, batches=batches)
 
 
 # -- claim statistics ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 import numpy as np
 
@@ -157,11 +157,13 @@ def sweep_items(
     batch_size: int = 8,
     backend: str = "hooks",
     progress: Progress = True,
+    done: MutableMapping | None = None,
 ) -> list[Sweep]:
     """``sweep`` of each of ``sites`` (one clean and one corrupt run shared by all) on
     items already built by ``pair_items`` (so their transcripts are not decoded again);
     ``metric``, ``reference`` and ``mode`` must be the ones they were built with (they
-    are recorded in the results)."""
+    are recorded in the results). ``done``: finished batches, as in ``run_patching`` (a
+    checkpoint to resume from)."""
     sites = _as_sites(sites)
     results = run_patching(
         model,
@@ -171,6 +173,7 @@ def sweep_items(
         batch_size=batch_size,
         backend=backend,
         progress=progress,
+        done=done,
     )
     sweeps = []
     for r in results:
