@@ -1,6 +1,7 @@
 """Command line: ``listenkit sweep``, ``listenkit gc`` and ``listenkit report``.
 
     listenkit sweep --model whisper-base --family noise --site encoder.attn_out --out DIR
+    listenkit sweep --model whisper-base --audio MY_WAVS/ --corrupt noise:0 --out DIR
 
 writes ``DIR/sweep.csv`` (per stimulus and layer), ``DIR/sweep.json``,
 ``DIR/curve.csv`` (mean and 95% CI per layer) and ``DIR/curve.png``.
@@ -51,12 +52,44 @@ from listenkit.stimuli.families import (
 __all__ = ["main"]
 
 
+def _own_pairs(args: argparse.Namespace) -> tuple[str, list]:
+    """``--audio DIR`` (with ``--corrupt``) or ``--pairs-manifest FILE``: a label and pairs."""
+    from listenkit.stimuli.loaders import load_wav_txt_folder
+    from listenkit.stimuli.own_audio import load_pairs_manifest, noisy_pairs_from, parse_corruption
+
+    if args.pairs_manifest:
+        return f"pairs of {args.pairs_manifest}", load_pairs_manifest(args.pairs_manifest)
+    kind, snr = parse_corruption(args.corrupt)
+    utterances = load_wav_txt_folder(args.audio)
+    for u in utterances:
+        if "resampled_from_hz" in u.meta or "downmixed_from_channels" in u.meta:
+            notes = ", ".join(
+                f"{k.replace('_', ' ')} {v}" for k, v in u.meta.items()
+                if k in ("resampled_from_hz", "downmixed_from_channels")
+            )  # fmt: skip
+            print(f"{u.id}: {notes} (to 16 kHz mono)", file=sys.stderr)
+    return f"{args.audio} + {kind} noise at {snr:g} dB", noisy_pairs_from(
+        utterances, snr, kind, seed=args.seed
+    )
+
+
 def _sweep_command(args: argparse.Namespace) -> int:
+    if args.audio and args.pairs_manifest:
+        print("give --audio DIR or --pairs-manifest FILE, not both", file=sys.stderr)
+        return 2
+    try:
+        if args.audio or args.pairs_manifest:
+            label, pairs = _own_pairs(args)
+        else:
+            label = args.family
+            pairs = list(family_pairs(DEFAULT_FAMILIES[args.family], args.pairs, seed=args.seed))
+    except (OSError, ValueError) as err:  # missing transcript, unreadable audio, bad spec
+        print(f"listenkit sweep: {err}", file=sys.stderr)
+        return 2
     model = listenkit.load_model(args.model)
-    pairs = family_pairs(DEFAULT_FAMILIES[args.family], args.pairs, seed=args.seed)
     result = listenkit.sweep(
         model,
-        list(pairs),
+        pairs,
         args.site,
         reference=args.reference,
         mode=args.mode,
@@ -86,11 +119,11 @@ def _sweep_command(args: argparse.Namespace) -> int:
     plot_layer_claim(
         out / "curve.png",
         curve,
-        title=f"{args.site} {args.model} {args.family} ({args.mode}, n={curve.n})",
+        title=f"{args.site} {args.model} {label} ({args.mode}, n={curve.n})",
     )
     peak = curve.layers[int(np.argmax(curve.mean))]
     print(
-        f"{args.model} {args.family} {args.site}: n used {curve.n}, excluded "
+        f"{args.model} {label} {args.site}: n used {curve.n}, excluded "
         f"{len(result.excluded_ids)}, peak layer {peak}; wrote {out}"
     )
     return 0
@@ -180,17 +213,47 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="listenkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sweep = sub.add_parser("sweep", help="patch one site over all layers and plot the curve")
-    sweep.add_argument("--model", default="whisper-base")
-    sweep.add_argument("--family", choices=sorted(DEFAULT_FAMILIES), default="noise")
-    sweep.add_argument("--site", default="encoder.attn_out", choices=sorted(OPENAI_WHISPER))
+    sweep.add_argument("--model", default="whisper-base", help="a Whisper checkpoint name")
+    sweep.add_argument(
+        "--family", choices=sorted(DEFAULT_FAMILIES), default="noise",
+        help="a built-in minimal-pair family (ignored with --audio or --pairs-manifest)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--audio", metavar="DIR",
+        help="your own recordings: a folder of NAME.wav + NAME.txt (transcript) pairs, "
+        "corrupted by --corrupt (other rates are resampled to 16 kHz, stereo downmixed)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--corrupt", default="noise:0", metavar="noise:SNR_DB[:KIND]",
+        help="how --audio is corrupted: noise at SNR_DB over the speech span, KIND white "
+        "(default), pink or babble; clean and corrupt share one level",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--pairs-manifest", metavar="FILE",
+        help='your own clean/corrupt pairs: JSONL of {"id", "text", "clean", "corrupt"} '
+        "(paths relative to the file)",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--site", default="encoder.attn_out", choices=sorted(OPENAI_WHISPER),
+        help="the activation patched at every layer",
+    )  # fmt: skip
     sweep.add_argument("--out", required=True, help="output directory")
     sweep.add_argument("--pairs", type=int, default=16, help="first N text-bank sentences")
-    sweep.add_argument("--mode", choices=("denoise", "noise"), default="denoise")
-    sweep.add_argument("--reference", choices=("greedy", "text"), default="greedy")
-    sweep.add_argument("--floor", type=float, default=1.0, help="exclusion floor (nats)")
-    sweep.add_argument("--seed", type=int, default=20260226)
-    sweep.add_argument("--resamples", type=int, default=10_000)
-    sweep.add_argument("--batch-size", type=int, default=8)
+    sweep.add_argument(
+        "--mode", choices=("denoise", "noise"), default="denoise",
+        help="denoise: clean into corrupt (what is sufficient); noise: the reverse",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--reference", choices=("greedy", "text"), default="greedy",
+        help="the transcript scored: the clean run's greedy decode, or the given text",
+    )  # fmt: skip
+    sweep.add_argument(
+        "--floor", type=float, default=1.0,
+        help="signed exclusion floor: pairs with m_clean - m_corrupt below it (nats) are left out",
+    )  # fmt: skip
+    sweep.add_argument("--seed", type=int, default=20260226, help="noise and bootstrap seed")
+    sweep.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    sweep.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     gc = sub.add_parser("gc", help="grounding coefficient per decoder layer on conflicts")
     gc.add_argument("--model", default="whisper-base")

@@ -33,7 +33,14 @@ from listenkit.stimuli.store import StimulusSet, cached_stimulus_set
 from listenkit.stimuli.tts import PiperVoice, get_voice
 from listenkit.stimuli.types import Pair, Utterance
 
-__all__ = ["aligned_voice_pairs", "noise_pairs", "praat_voice_pairs", "speed_pairs", "voice_pairs"]
+__all__ = [
+    "aligned_voice_pairs",
+    "noise_pairs",
+    "noisy_pair",
+    "praat_voice_pairs",
+    "speed_pairs",
+    "voice_pairs",
+]
 
 DEFAULT_VOICE = "piper:joe"
 
@@ -71,6 +78,52 @@ def _babble_clips() -> list[np.ndarray]:
     return [u.audio for u in pocketsphinx_clips() if u.id.startswith("pocketsphinx/librivox/")]
 
 
+def noisy_pair(
+    pid: str,
+    text: str,
+    clean: np.ndarray,
+    snr_db: float,
+    noise: str,
+    seed: Sequence[int],
+    *,
+    shared_level: bool = True,
+    babble_clips: Sequence[np.ndarray] = (),
+    meta: dict | None = None,
+) -> Pair:
+    """``clean`` (16 kHz speech) and the same plus ``noise`` at ``snr_db`` over its speech
+    span (noise drawn from ``default_rng(seed)``); a mixture whose peak would pass 1 is
+    scaled as a whole by ``level = 1 / peak``, and with ``shared_level`` the clean side
+    by the same level, so that the pair differs only by the noise."""
+    rng = np.random.default_rng(list(seed))
+    span = speech_span(clean)
+    mixture, measured = mix_at_snr(
+        clean, make_noise(noise, clean.size, rng, babble_clips=babble_clips), snr_db, span=span
+    )
+    corrupt, level = fit_to_unit_range(mixture)
+    if shared_level:
+        clean = (clean * np.float32(level)).astype(np.float32)
+    meta = dict(meta or {})
+    return Pair(
+        id=pid,
+        attribute="noise",
+        level=f"{noise}@{snr_db:g}dB",
+        clean=Utterance(id=f"{pid}/clean", text=text, audio=clean, meta=meta),
+        corrupt=Utterance(
+            id=f"{pid}/corrupt",
+            text=text,
+            audio=corrupt,
+            meta=meta | {"noise": noise, "snr_db": float(snr_db)},
+        ),
+        meta={
+            "generator": "noise_pairs",
+            "seed": [int(x) for x in seed],
+            "speech_span": [span.start, span.stop],
+            "measured_snr_db": round(measured, 6),
+            "mixture_level": round(level, 6),
+        },
+    )
+
+
 def noise_pairs(
     texts: Sequence[str],
     snr_db: float,
@@ -104,41 +157,12 @@ def noise_pairs(
     def build():
         tts = _voice(voice)
         clips = _babble_clips() if noise == "babble" else ()
-        pairs = []
-        for i, text in enumerate(texts):
-            clean = tts.synthesize(text)
-            rng = np.random.default_rng([int(seed), i])
-            span = speech_span(clean)
-            mixture, measured = mix_at_snr(
-                clean, make_noise(noise, clean.size, rng, babble_clips=clips), snr_db, span=span
-            )
-            corrupt, level = fit_to_unit_range(mixture)
-            if shared_level:
-                clean = (clean * np.float32(level)).astype(np.float32)
-            pid = f"noise-{noise}-{snr_db:g}dB/{i:04d}"
-            pairs.append(
-                Pair(
-                    id=pid,
-                    attribute="noise",
-                    level=f"{noise}@{snr_db:g}dB",
-                    clean=Utterance(
-                        id=f"{pid}/clean", text=text, audio=clean, meta={"voice": voice}
-                    ),
-                    corrupt=Utterance(
-                        id=f"{pid}/corrupt",
-                        text=text,
-                        audio=corrupt,
-                        meta={"voice": voice, "noise": noise, "snr_db": float(snr_db)},
-                    ),
-                    meta={
-                        "generator": "noise_pairs",
-                        "seed": [int(seed), i],
-                        "speech_span": [span.start, span.stop],
-                        "measured_snr_db": round(measured, 6),
-                        "mixture_level": round(level, 6),
-                    },
-                )
-            )
+        pairs = [
+            noisy_pair(f"noise-{noise}-{snr_db:g}dB/{i:04d}", text, tts.synthesize(text),
+                       snr_db, noise, [int(seed), i], shared_level=shared_level,
+                       babble_clips=clips, meta={"voice": voice})
+            for i, text in enumerate(texts)
+        ]  # fmt: skip
         return pairs, {"versions": _versions(tts)}
 
     return cached_stimulus_set("noise_pairs", params, build)
