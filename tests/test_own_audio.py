@@ -54,8 +54,10 @@ def test_a_manifest_of_clean_and_corrupt_recordings(tmp_path, clips):
 
     folder = _write_folder(tmp_path / "wavs", clips)
     manifest = tmp_path / "pairs.jsonl"
+    noisy = np.asarray(clips[0].audio, np.float32) * 0.5 + np.float32(0.01)
+    soundfile.write(folder / "clip0_noisy.wav", noisy, 16_000)
     row = {"id": "p0", "text": clips[0].text, "clean": "wavs/clip0.wav"}
-    manifest.write_text(json.dumps(row | {"corrupt": "wavs/clip2.wav"}) + "\n")
+    manifest.write_text(json.dumps(row | {"corrupt": "wavs/clip0_noisy.wav"}) + "\n")
     (pair,) = load_pairs_manifest(manifest)
     assert pair.clean.text == pair.corrupt.text == clips[0].text
     assert folder.is_dir()
@@ -77,3 +79,23 @@ def test_clear_errors_lose_nothing(tmp_path, clips, capsys):
     bad.write_text('{"id": "p"}\n')
     assert cli_main(["sweep", "--pairs-manifest", str(bad), "--out", out]) == 2
     assert "need a JSON object with id, text, clean, corrupt" in capsys.readouterr().err
+
+
+def test_a_manifest_pair_of_different_lengths_is_refused_with_its_line(tmp_path, clips):
+    _write_folder(tmp_path / "wavs", clips)
+    manifest = tmp_path / "pairs.jsonl"
+    row = {"id": "p0", "text": clips[0].text, "clean": "wavs/clip0.wav"}
+    manifest.write_text(json.dumps(row | {"corrupt": "wavs/clip1.wav"}) + "\n")
+    out = str(tmp_path / "out")
+    assert cli_main(["sweep", "--pairs-manifest", str(manifest), "--out", out]) == 2
+
+
+def test_folder_ids_are_paths_under_the_root(tmp_path, clips):
+    from listenkit.stimuli.loaders import load_wav_txt_folder
+
+    for sub in ("a", "b"):
+        folder = tmp_path / "root" / sub
+        folder.mkdir(parents=True)
+        soundfile.write(folder / "same.WAV", np.asarray(clips[0].audio, np.float32), 16_000)
+        (folder / "same.txt").write_text(clips[0].text)
+    assert [u.id for u in load_wav_txt_folder(tmp_path / "root")] == ["a/same", "b/same"]

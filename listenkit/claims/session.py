@@ -1,12 +1,13 @@
 """What one claims run shares: the pre-registration, the profile, the evidence folder,
 the analysis cache, the analyses computed in this process and the Holm families.
 
-A p-value claim is judged on its Holm-adjusted p (pre-registration v2: the family is
-the claim's cells that give a p-value in this run). So that the test's outcome is that
-verdict, in whichever worker runs it, the cell's test body is also run for each sibling
-cell in *probe* mode: the sibling's analysis comes from the disk cache (or is computed
-once, under its lock), ``judge`` returns its raw p instead of recording, and a sibling
-that is inconclusive or skipped gives no p. Every worker therefore sees the same family.
+A p-value claim is judged on its Holm-adjusted p (pre-registration v3: the family is
+every cell of the claim's grid in the profile; a cell that gives no p in the run counts
+as p = 1). So that the test's outcome is that verdict, in whichever worker runs it, the
+cell's test body is also run for each sibling cell in *probe* mode: the sibling's
+analysis comes from the disk cache (or is computed once, under its lock), ``judge``
+returns its raw p instead of recording, and a sibling that is inconclusive or skipped
+gives no p (so p = 1). Every worker therefore sees the same family.
 """
 
 from __future__ import annotations

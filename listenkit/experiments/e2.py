@@ -393,7 +393,7 @@ def gc_sharpness(
         if la != curves_a.l_star and la not in compared and curves_b.da_low[j] > 0
         and curves_b.da[j] + curves_b.dt[j] >= min_sum
     ]  # fmt: skip
-    undefined_peak = result["sharp"] is None and "undefined at L*" in result.get("reason", "")
+    undefined_peak = bool(result.get("peak_undefined"))
     if not undefined_peak and (result["sharp"] is not None or not_comparable):
         result["not_comparable_failing"] = not_comparable
         result["failing_layers"] = sorted(result.get("failing_layers", []) + not_comparable)

@@ -175,7 +175,8 @@ def peak_comparisons(
     layers = [int(x) for x in layers]
     base = {"L_star": layers[peak], "confidence": confidence, "threshold": threshold}
     if not np.isfinite(observed_b[peak]):
-        return base | {"sharp": None, "reason": f"undefined at L* = {layers[peak]} on half B"}
+        return base | {"sharp": None, "peak_undefined": True,
+                       "reason": f"undefined at L* = {layers[peak]} on half B"}  # fmt: skip
     boot = np.vstack([resampled_b(c) for c in counts])
     undefined = np.mean(~np.isfinite(boot), axis=0)
     excluded = []
@@ -183,6 +184,7 @@ def peak_comparisons(
         if undefined[peak] > max_undefined_share:
             return base | {
                 "sharp": None,
+                "peak_undefined": True,
                 "reason": f"undefined at L* = {layers[peak]} in {undefined[peak]:.1%} of "
                 f"half B's resamples (more than {max_undefined_share:.0%})",
             }
@@ -204,6 +206,15 @@ def peak_comparisons(
     if max_undefined_share is not None:  # the bounds from resamples where all are defined
         complete = np.isfinite(differences).all(axis=1)
         caveats["resamples_dropped_share"] = float(1 - complete.mean())
+        if complete.sum() < 2:
+            return (
+                base
+                | caveats
+                | {
+                    "sharp": None,
+                    "reason": "fewer than 2 resamples have every compared layer defined",
+                }
+            )
         differences = differences[complete]
     lower, c = max_t_lower_bounds(d, differences, confidence=confidence)
     passes = lower >= threshold if inclusive else lower > threshold

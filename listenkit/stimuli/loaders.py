@@ -120,14 +120,19 @@ def load_librispeech(root: str | Path, *, limit: int | None = None) -> list[Utte
 
 
 def load_wav_txt_folder(root: str | Path) -> list[Utterance]:
-    """A folder of ``name.wav`` + ``name.txt`` (the transcript) pairs."""
+    """A folder (and its subfolders) of ``name.wav`` + ``name.txt`` (the transcript)
+    pairs; an utterance's id is its path under ``root`` without the suffix."""
     root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"not a directory: {root}")
     out = []
-    for wav in _walk(root, "*.wav"):
+    wavs = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() == ".wav")
+    for wav in wavs:
         txt = wav.with_suffix(".txt")
         if not txt.is_file():
             raise FileNotFoundError(f"{wav} has no transcript {txt.name}")
-        out.append(load_audio_file(wav, text=txt.read_text(encoding="utf-8").strip(), id=wav.stem))
+        uid = wav.relative_to(root).with_suffix("").as_posix()
+        out.append(load_audio_file(wav, text=txt.read_text(encoding="utf-8").strip(), id=uid))
     if not out:
         raise FileNotFoundError(f"no .wav files under {root}")
     return out

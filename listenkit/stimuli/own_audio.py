@@ -74,13 +74,21 @@ def load_pairs_manifest(path: str | Path) -> list[Pair]:
             raise ValueError(
                 f"{path}:{number}: need a JSON object with id, text, clean, corrupt ({err})"
             ) from None
+        a = load_audio_file(clean, text=text, id=f"{pid}/clean")
+        b = load_audio_file(corrupt, text=text, id=f"{pid}/corrupt")
+        if abs(a.audio.size - b.audio.size) > 0.01 * max(a.audio.size, b.audio.size):
+            raise ValueError(
+                f"{path}:{number}: {clean.name} and {corrupt.name} differ in length by more "
+                f"than 1% ({a.audio.size} vs {b.audio.size} samples at 16 kHz): frame-by-frame "
+                "patching needs time-aligned pairs"
+            )
         pairs.append(
             Pair(
                 id=pid,
                 attribute="own",
                 level="manifest",
-                clean=load_audio_file(clean, text=text, id=f"{pid}/clean"),
-                corrupt=load_audio_file(corrupt, text=text, id=f"{pid}/corrupt"),
+                clean=a,
+                corrupt=b,
                 meta={"manifest": str(path), "line": number},
             )
         )
