@@ -99,3 +99,14 @@ def test_folder_ids_are_paths_under_the_root(tmp_path, clips):
         soundfile.write(folder / "same.WAV", np.asarray(clips[0].audio, np.float32), 16_000)
         (folder / "same.txt").write_text(clips[0].text)
     assert [u.id for u in load_wav_txt_folder(tmp_path / "root")] == ["a/same", "b/same"]
+
+
+def test_every_command_line_option_has_help_text():
+    from listenkit.report.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    for name, command in sub.choices.items():
+        missing = [a.option_strings[0] for a in command._actions
+                   if a.option_strings and a.dest != "help" and not a.help]  # fmt: skip
+        assert not missing, f"listenkit {name}: no help for {missing}"

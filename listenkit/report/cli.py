@@ -49,7 +49,7 @@ from listenkit.stimuli.families import (
     family_pairs,
 )
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def _own_pairs(args: argparse.Namespace) -> tuple[str, list]:
@@ -209,7 +209,8 @@ def _report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``listenkit`` command line (sub-commands ``sweep``, ``gc``, ``report``)."""
     parser = argparse.ArgumentParser(prog="listenkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sweep = sub.add_parser("sweep", help="patch one site over all layers and plot the curve")
@@ -256,14 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     gc = sub.add_parser("gc", help="grounding coefficient per decoder layer on conflicts")
-    gc.add_argument("--model", default="whisper-base")
-    gc.add_argument("--family", choices=sorted(CONFLICT_FAMILIES), default="conflict")
+    gc.add_argument("--model", default="whisper-base", help="a Whisper checkpoint name")
+    gc.add_argument(
+        "--family", choices=sorted(CONFLICT_FAMILIES), default="conflict",
+        help="the built-in audio-text conflicts (ALME schema), clean or with noise",
+    )  # fmt: skip
     gc.add_argument("--per-flip-type", type=int, default=10, help="stimuli per flip type")
     gc.add_argument("--out", required=True, help="output directory")
     gc.add_argument("--floor", type=float, default=1.0, help="exclusion floors (nats)")
-    gc.add_argument("--seed", type=int, default=20260226)
-    gc.add_argument("--resamples", type=int, default=10_000)
-    gc.add_argument("--batch-size", type=int, default=8)
+    gc.add_argument("--seed", type=int, default=20260226, help="stimulus and bootstrap seed")
+    gc.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    gc.add_argument("--batch-size", type=int, default=8, help="stimuli per forward pass")
     gc.add_argument("--quiet", action="store_true", help="no progress bar")
     report = sub.add_parser(
         "report", help="the verdict ledger as a Markdown matrix, or what changed between two"
@@ -287,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--publish", metavar="DIR", help="copy the run's ledger, report and evidence to DIR"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "report":
         return _report_command(args)
     if args.command == "sweep":
