@@ -355,9 +355,8 @@ def gc_sharpness(
     """C3-sharp: ``l* = argmax dA`` on half A (halves by cluster); on half B, for every
     other layer where gc is defined, the simultaneous 97.5% lower bound of ``gc_B(l*) -
     gc_B(l)`` (cluster bootstrap), each comparison decided on its own. A layer whose gc
-    is undefined (or in more than ``gc_max_undefined_share`` of the resamples) fails if
-    dA's lower bound there is > 0 and dA + dT >= ``gc_min_sum`` (it could hold a higher
-    gc) and is excluded, listed, otherwise."""
+    is undefined (or in more than ``gc_max_undefined_share`` of the resamples) is
+    excluded and listed, a caveat; those where dA's lower bound is > 0 are named."""
     s = e2.sweep
     ids = [i for i, keep in zip(s.ids, s.included, strict=True) if keep]
     in_a = split_by_cluster([e2.clusters[i] for i in np.flatnonzero(s.included)], salt=salt)
@@ -382,49 +381,38 @@ def gc_sharpness(
         threshold=0.0, max_undefined_share=section["gc_max_undefined_share"],
         confidence=section["sharp_confidence"],
     )  # fmt: skip
-    # a layer where the audio stream demonstrably carries the decision (dA's lower bound
-    # > 0) and the two streams carry at least gc_min_sum, but whose gc cannot be compared
-    # (dT not demonstrably > 0, or undefined in > 5% of resamples), could hold a higher gc
-    # (dT ~ 0: gc ~ 1): it fails; the other uncompared layers are excluded and listed
+    # caveat: uncompared layers (gc undefined, or in > 5% of resamples) where the audio
+    # stream demonstrably carries the decision (dA's lower bound > 0)
     compared = {c["layer"] for c in result.get("comparisons", [])}
-    min_sum = section["gc_min_sum"]
-    not_comparable = [
+    audio_read_uncompared = [
         la for j, la in enumerate(curves_b.layers)
         if la != curves_a.l_star and la not in compared and curves_b.da_low[j] > 0
-        and curves_b.da[j] + curves_b.dt[j] >= min_sum
     ]  # fmt: skip
-    undefined_peak = bool(result.get("peak_undefined"))
-    if not undefined_peak and (result["sharp"] is not None or not_comparable):
-        result["not_comparable_failing"] = not_comparable
-        result["failing_layers"] = sorted(result.get("failing_layers", []) + not_comparable)
-        result["sharp"] = bool(result.get("sharp", True)) and not not_comparable
-    details = evidence | {"sharpness": result}
+    details = evidence | {"sharpness": result, "audio_read_uncompared": audio_read_uncompared}
     numbers |= {
         "failing_layers": result.get("failing_layers"),
-        "not_comparable_failing": not_comparable,
         "excluded_layers": [x["layer"] for x in result.get("excluded_layers", [])],
         "undefined_layers": result.get("undefined_layers"),
+        "audio_read_uncompared": audio_read_uncompared,
     }
     if result["sharp"] is None:
         return Requirement(ok=False, reason=result["reason"], numbers=numbers,
                            details=details), None  # fmt: skip
-    observed = result.get("min_lower_bound")  # None: only non-comparable layers (fails)
-    failed = [c for c in result.get("comparisons", []) if not c["passes"]]
+    observed = result["min_lower_bound"]
+    failed = [c for c in result["comparisons"] if not c["passes"]]
     bounds = ", ".join(f"L{c['layer']}: {c['lower_bound']:.3f}" for c in failed)
-    title = f"l* = {curves_a.l_star} (half A), failing layers {result['failing_layers']}"
+    title = f"l* = {curves_a.l_star} (half A), min lower bound on B = {observed:.3f}"
     return Requirement(ok=True), Measured(
         observed=observed,
-        conditions={"every layer with dA > 0 compared": not not_comparable},
         numbers=numbers,
         details=details,
         why_not=lambda t: (
             f"l* = {curves_a.l_star} chosen on half A (n = {halves['n_a']}); on half B "
             f"(n = {halves['n_b']}) gc(l*) is not above gc at layers "
-            f"{result['failing_layers']} (not comparable, dA > 0: {not_comparable}; "
-            f"simultaneous 97.5% lower bounds {bounds})"
+            f"{result['failing_layers']} (simultaneous 97.5% lower bounds {bounds})"
         ),
         draw=_draw(curves_b, title, region=[curves_a.l_star]),
-    )  # fmt: skip
+    )
 
 
 def suppression(

@@ -175,8 +175,7 @@ def peak_comparisons(
     layers = [int(x) for x in layers]
     base = {"L_star": layers[peak], "confidence": confidence, "threshold": threshold}
     if not np.isfinite(observed_b[peak]):
-        return base | {"sharp": None, "peak_undefined": True,
-                       "reason": f"undefined at L* = {layers[peak]} on half B"}  # fmt: skip
+        return base | {"sharp": None, "reason": f"undefined at L* = {layers[peak]} on half B"}
     boot = np.vstack([resampled_b(c) for c in counts])
     undefined = np.mean(~np.isfinite(boot), axis=0)
     excluded = []
@@ -184,7 +183,6 @@ def peak_comparisons(
         if undefined[peak] > max_undefined_share:
             return base | {
                 "sharp": None,
-                "peak_undefined": True,
                 "reason": f"undefined at L* = {layers[peak]} in {undefined[peak]:.1%} of "
                 f"half B's resamples (more than {max_undefined_share:.0%})",
             }
