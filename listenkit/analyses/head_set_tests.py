@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from listenkit.analyses.heads import layer_matched_head_sets
 from listenkit.engine.batch import PatchItem
 from listenkit.engine.head_sets import HeadSet, run_head_sets
 from listenkit.models.speech_model import SpeechModel
@@ -43,6 +44,7 @@ __all__ = [
     "margin_bound",
     "n_layer_matched_sets",
     "sequential_head_set_test",
+    "set_values",
 ]
 
 STATISTICS = ("recovery", "knockout")
@@ -84,12 +86,24 @@ def layer_matched_null(
         )
         others = [s for s in every if s != mine]
         return [others[i] for i in rng.permutation(len(others))], True
-    sets = []
-    for _ in range(r):
-        heads = [(layer, int(h)) for layer, count in histogram.items()
-                 for h in rng.choice(n_heads, size=count, replace=False)]  # fmt: skip
-        sets.append(tuple(sorted(heads)))
-    return sets, False
+    return layer_matched_head_sets(chosen, n_heads, r, rng), False
+
+
+def set_values(
+    statistic: str,
+    source: np.ndarray,
+    base: np.ndarray,
+    patched: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """``V`` of every set (columns of ``patched``, ``[n, sets]``): ``[sets]``, or per row
+    of ``weights`` (``[B, n]`` item counts of bootstrap resamples) ``[B, sets]``."""
+    w = np.ones((1, len(source))) if weights is None else np.asarray(weights, float)
+    if statistic == "recovery":
+        value = (w @ (patched - base[:, None])) / (w @ (source - base))[:, None]
+    else:
+        value = (w @ (source[:, None] - patched)) / w.sum(axis=1)[:, None]
+    return value[0] if weights is None else value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,13 +129,7 @@ class HeadSetTest:
     def values(self, weights: np.ndarray | None = None) -> np.ndarray:
         """``V`` of every set (``[sets]``), or per row of ``weights`` (``[B, n]`` item
         counts of bootstrap resamples) as ``[B, sets]``."""
-        w = np.ones((1, len(self.source))) if weights is None else np.asarray(weights, float)
-        if self.statistic == "recovery":
-            num = w @ (self.patched - self.base[:, None])
-            value = num / (w @ (self.source - self.base))[:, None]
-        else:
-            value = (w @ (self.source[:, None] - self.patched)) / w.sum(axis=1)[:, None]
-        return value[0] if weights is None else value
+        return set_values(self.statistic, self.source, self.base, self.patched, weights)
 
     @property
     def observed(self) -> float:
@@ -196,19 +204,14 @@ def sequential_head_set_test(
     source, base, first = run_sets(0, leading + chunks[0])
     parts = [first]
 
-    def test_of(patched):
-        return HeadSetTest(statistic=statistic, sets=[], n_extra=len(extra_sets), source=source,
-                           base=base, patched=patched, p_value=1.0, hits=0, n_evaluated=0,
-                           stopped_early=False, R=len(random_sets), h=h, tie_rtol=tie_rtol,
-                           exhaustive=exhaustive)  # fmt: skip
-
-    observed = float(test_of(first).values()[0])
+    observed = float(set_values(statistic, source, base, first)[0])
 
     def draws():
         for j in range(len(chunks)):
             if j:
                 parts.append(run_sets(j, chunks[j])[2])
-            yield from test_of(parts[j]).values()[len(leading) if j == 0 else 0 :]
+            values = set_values(statistic, source, base, parts[j])
+            yield from values[len(leading) if j == 0 else 0 :]
 
     result = sequential_p_value(
         observed, draws(), h=h, max_draws=len(random_sets), tie_rtol=tie_rtol

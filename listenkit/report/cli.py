@@ -209,6 +209,14 @@ def _report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(command: argparse.ArgumentParser, *, seed: str, unit: str) -> None:
+    """The options ``sweep`` and ``gc`` share: seed, resamples, batch size, quiet."""
+    command.add_argument("--seed", type=int, default=20260226, help=seed)
+    command.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    command.add_argument("--batch-size", type=int, default=8, help=f"{unit} per forward pass")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``listenkit`` command line (sub-commands ``sweep``, ``gc``, ``report``)."""
     parser = argparse.ArgumentParser(prog="listenkit", description=__doc__.splitlines()[0])
@@ -252,10 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--floor", type=float, default=1.0,
         help="signed exclusion floor: pairs with m_clean - m_corrupt below it (nats) are left out",
     )  # fmt: skip
-    sweep.add_argument("--seed", type=int, default=20260226, help="noise and bootstrap seed")
-    sweep.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
-    sweep.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    _run_options(sweep, seed="noise and bootstrap seed", unit="pairs")
     gc = sub.add_parser("gc", help="grounding coefficient per decoder layer on conflicts")
     gc.add_argument("--model", default="whisper-base", help="a Whisper checkpoint name")
     gc.add_argument(
@@ -265,10 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--per-flip-type", type=int, default=10, help="stimuli per flip type")
     gc.add_argument("--out", required=True, help="output directory")
     gc.add_argument("--floor", type=float, default=1.0, help="exclusion floors (nats)")
-    gc.add_argument("--seed", type=int, default=20260226, help="stimulus and bootstrap seed")
-    gc.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
-    gc.add_argument("--batch-size", type=int, default=8, help="stimuli per forward pass")
-    gc.add_argument("--quiet", action="store_true", help="no progress bar")
+    _run_options(gc, seed="stimulus and bootstrap seed", unit="stimuli")
     report = sub.add_parser(
         "report", help="the verdict ledger as a Markdown matrix, or what changed between two"
     )

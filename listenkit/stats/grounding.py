@@ -33,6 +33,7 @@ __all__ = [
     "gc_cross_fitted_sharpness",
     "gc_group_difference_test",
     "grounding_coefficient",
+    "grounding_records",
     "probability_drop_and_recover",
 ]
 
@@ -91,23 +92,31 @@ class GroundingCurves:
     l_star_samples: np.ndarray
 
     def to_records(self) -> list[dict]:
-        def num(x: float) -> float | None:
-            return float(x) if np.isfinite(x) else None
+        return grounding_records(self, gc_defined_share=self.gc_defined_share)
 
-        return [
-            {
-                "layer": layer,
-                "n": self.n,
-                "dA": num(self.da_mean[j]),
-                "dA_ci": [num(self.da_low[j]), num(self.da_high[j])],
-                "dT": num(self.dt_mean[j]),
-                "dT_ci": [num(self.dt_low[j]), num(self.dt_high[j])],
-                "gc": num(self.gc[j]),  # None = undefined
-                "gc_ci": [num(self.gc_low[j]), num(self.gc_high[j])],
-                "gc_defined_share": float(self.gc_defined_share[j]),
-            }
-            for j, layer in enumerate(self.layers)
-        ]
+
+def grounding_records(curves, **per_layer: np.ndarray) -> list[dict]:
+    """One record per layer of a curves object with ``layers``, ``n``, ``da_mean``,
+    ``dt_mean``, ``gc`` and their ``_low``/``_high`` bounds (None: undefined), plus the
+    ``per_layer`` extras (name -> [layers] values)."""
+
+    def num(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    return [
+        {
+            "layer": layer,
+            "n": curves.n,
+            "dA": num(curves.da_mean[j]),
+            "dA_ci": [num(curves.da_low[j]), num(curves.da_high[j])],
+            "dT": num(curves.dt_mean[j]),
+            "dT_ci": [num(curves.dt_low[j]), num(curves.dt_high[j])],
+            "gc": num(curves.gc[j]),  # None = undefined
+            "gc_ci": [num(curves.gc_low[j]), num(curves.gc_high[j])],
+        }
+        | {name: values[j].item() for name, values in per_layer.items()}
+        for j, layer in enumerate(curves.layers)
+    ]
 
 
 def bootstrap_grounding(

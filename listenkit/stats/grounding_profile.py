@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from listenkit.stats.grounding import grounding_records
 from listenkit.stats.ratio import RatioOfMeans, as_ratio
 from listenkit.stats.resampling import BLOCK
 
@@ -175,24 +176,9 @@ class ListenProfile:
         return float(sum(share[self.layers.index(la)] for la in layers if la in self.layers))
 
     def to_records(self) -> list[dict]:
-        def num(x: float) -> float | None:
-            return float(x) if np.isfinite(x) else None
-
-        return [
-            {
-                "layer": layer,
-                "n": self.n,
-                "dA": num(self.da[j]),
-                "dA_ci": [num(self.da_low[j]), num(self.da_high[j])],
-                "dT": num(self.dt[j]),
-                "dT_ci": [num(self.dt_low[j]), num(self.dt_high[j])],
-                "gc": num(self.gc[j]),  # None = undefined
-                "gc_ci": [num(self.gc_low[j]), num(self.gc_high[j])],
-                "gc_defined": bool(self.defined[j]),
-                "gc_undefined_share": float(self.gc_undefined_share[j]),
-            }
-            for j, layer in enumerate(self.layers)
-        ]
+        return grounding_records(
+            self, gc_defined=self.defined, gc_undefined_share=self.gc_undefined_share
+        )
 
 
 def listen_profile(

@@ -73,9 +73,9 @@ def warp_onto(
     mean, sd = both.mean(0), both.std(0) + 1e-9
     path = dtw_path((fa - mean) / sd, (fb - mean) / sd)
     # the A frame each B frame maps onto (the mean over the path's matches)
-    a_of_b = np.zeros(len(fb))
-    for j in range(len(fb)):
-        a_of_b[j] = path[path[:, 1] == j, 0].mean()
+    a_of_b = np.bincount(path[:, 1], weights=path[:, 0], minlength=len(fb)) / np.bincount(
+        path[:, 1], minlength=len(fb)
+    )
     parselmouth, call = _parselmouth()
     sound = parselmouth.Sound(b.astype(np.float64), sampling_frequency=sample_rate)
     duration_b = len(b) / sample_rate
