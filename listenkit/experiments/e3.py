@@ -1,27 +1,32 @@
-"""E3: does the Listen Layer shift deeper after LoRA adaptation? (claim C4)
+"""E3 (pre-registration v3): does the Listen Layer move after LoRA? (claim C4)
 
-``analyse`` trains (or loads) the adapters, checks the adaptation worked, and sweeps
-before and after on the same evaluation pairs:
+Every encoder of a cell is swept on the same evaluation pairs and read the same way:
 
-- ``ser-prosody``: before = frozen encoder + a head trained by the recipe; after =
-  LoRA + head trained jointly; metric = the head's logit difference (class c minus
-  neutral); clusters = sentences.
-- ``asr-noise``: before = the model; after = the model with its LoRA (ASR loss on 0 dB
-  noisy training sentences) merged; the C1 sweep (``ref_logprob`` of the clean audio's
-  greedy transcript under the same model); clusters = pairs.
+- ``before``: the unadapted encoder; ``after-j``: LoRA seed ``j`` (``recipe.seed + j``,
+  ``j < J``); controls: ``control-late-layer`` (LoRA on the last encoder layer's value
+  projection only) and ``control-zero-lr`` (an adapter that never moves: 0 steps, the
+  same as learning rate 0 under AdamW with weight decay 0, B = 0).
+- ``ser-prosody`` (matched readout): on every encoder, a linear probe trained by the
+  frozen recipe (the same data, steps and seed: ``train_probes``) reads the pooled
+  encoder output, ``m = logit_c - logit_neutral``. The readout null: probes with seeds
+  ``recipe.seed + k`` (``k = 1..K``) on ``before`` and on ``after-0``. The head trained
+  jointly with each LoRA is a secondary curve (``joint-j``), as in v2.
+- ``asr-noise``: the frozen decoder reads (``ref_logprob`` of the clean audio's greedy
+  transcript under the same model): a readout that is not trained, so no readout null.
+  Train, validation and evaluation noise come from separate seeds.
 
-Adapters are cached (``listenkit.analyses.adaptation.adapter_store``); the analysis
-too (``AnalysisCache``), so a rerun trains and sweeps nothing. ``shift`` is C4's
-statistic: the centre of mass of the positive part of the recovery curve,
-``CoM = sum l max(E(l), 0) / (N sum max(E(l), 0))``, moves by
-``Delta = CoM_after - CoM_before``; ``P_boot(Delta > 0)`` by a paired cluster bootstrap.
+Each encoder's sweeps at the claim's site and the reported sites are one cached stage
+(adapters are cached by ``adapter_store``): a killed run resumes at its next stage.
+C4's statistic (``shift``) is ``listenkit.stats.seeded_shift``: ``margin = q5(Delta_bar*)
+- q95(readout null*)``; the controls (``controls``) decide whether the comparison can
+see a shift at all.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +37,7 @@ from listenkit.analyses.adaptation.lora import LoraSpec
 from listenkit.analyses.adaptation.readout import (
     layer_contributions,
     logit_lens_accuracy,
-    readout_sweep,
+    pooled_sweep,
 )
 from listenkit.analyses.adaptation.training import (
     Recipe,
@@ -40,6 +45,7 @@ from listenkit.analyses.adaptation.training import (
     adapted,
     corpus_wer,
     train_asr,
+    train_probes,
     train_prosody,
 )
 from listenkit.experiments.cache import AnalysisCache, weights_sha256
@@ -47,37 +53,49 @@ from listenkit.experiments.measured import Measured, Requirement
 from listenkit.experiments.progress import reporter
 from listenkit.models.speech_model import SpeechModel
 from listenkit.report.plots import plot_shift
-from listenkit.stats import RatioOfMeans, bootstrap_curve, paired_shift
+from listenkit.stats import RatioOfMeans, bootstrap_curve
+from listenkit.stats.seeded_shift import curve_shape, seeded_shift
 from listenkit.stimuli.pairs import noise_pairs
 from listenkit.stimuli.prosody_set import PROSODY_LABELS, prosody_pairs, prosody_utterances
 from listenkit.stimuli.textbank import split_textbank
 
-__all__ = ["E3Analysis", "analyse", "sentences", "shift"]
+__all__ = ["E3Analysis", "adapted_enough", "analyse", "controls", "sentences", "shift"]
+
+ZERO_TOLERANCE = 1e-9  # a zero-step adapter's Delta counts as inside the null within this
 
 
 @dataclass
 class E3Analysis:
-    """Raw results of one cell; arrays are per evaluation pair (same order before/after)."""
+    """Raw results of one cell: ``curves[site][name]`` holds ``source``, ``base``,
+    ``patched [n, layers]`` and ``layers`` per evaluation pair (the same order in all)."""
 
     model_name: str
     family: str
     n_layers: int
+    site: str  # the claim's site
     ids: list[str]
     clusters: list[str]
-    before: dict  # source, base, patched [n, layers]
-    after: dict
+    curves: dict
+    seeds: int  # J, LoRA seeds
+    null_names: list  # readout-null groups: [[probe 0 curve, probe 1 curve, ...], ...]
     floor: float
-    success: dict  # the pre-registered adaptation criterion, measured
-    training: dict  # logs (after; and the frozen probe's for ser-prosody)
-    secondary: dict  # layer contributions, logit lens (before / after)
-    manifests: dict  # sha256 of the training and evaluation stimulus manifests
+    success: dict  # per seed and overall
+    training: dict
+    secondary: dict
+    manifests: dict
     timings: dict[str, float] = field(default_factory=dict)
 
+    def after_names(self) -> list[str]:
+        return [f"after-{j}" for j in range(self.seeds)]
+
     def included(self) -> np.ndarray:
-        """Pairs past the signed floor in *both* models."""
-        gap_b = self.before["source"] - self.before["base"]
-        gap_a = self.after["source"] - self.after["base"]
-        return (gap_b >= self.floor) & (gap_a >= self.floor)
+        """Pairs past the signed floor under the matched readout of ``before`` and of
+        every ``after-j``."""
+        keep = np.ones(len(self.ids), dtype=bool)
+        for name in ["before", *self.after_names()]:
+            arrays = self.curves[self.site][name]
+            keep &= (np.asarray(arrays["source"]) - np.asarray(arrays["base"])) >= self.floor
+        return keep
 
 
 def sentences(
@@ -93,7 +111,7 @@ def sentences(
     return {part: split[part][: sizes[part]] for part in ("train", "validation", "eval")}
 
 
-def _recipe(spec: dict, profile: str) -> Recipe:
+def _recipe(spec: Mapping[str, Any], profile: str) -> Recipe:
     r = spec["recipe"]
     return Recipe(
         lr=r["lr"],
@@ -106,170 +124,339 @@ def _recipe(spec: dict, profile: str) -> Recipe:
     )
 
 
-def _lora(section: Mapping[str, Any]) -> LoraSpec:
+def _lora(section: Mapping[str, Any], target: str | None = None) -> LoraSpec:
     spec = section["lora"]
     return LoraSpec(
-        r=spec["r"], alpha=spec["alpha"], target=spec["target"], dropout=spec["dropout"]
+        r=spec["r"], alpha=spec["alpha"], target=target or spec["target"], dropout=spec["dropout"]
     )
 
 
-def _train_key(model, section, manifest: str, recipe: Recipe, family: str, variant: str) -> str:
-    lora = _lora(section).to_dict() if variant != "frozen" else None
-    parts = {"recipe": recipe.to_dict(), "lora": lora, "family": family, "variant": variant}
+def _per_profile(value: Any, profile: str) -> Any:
+    return value[profile] if isinstance(value, Mapping) else value
+
+
+@dataclass(frozen=True)
+class _Adapter:
+    """One adapted encoder of the cell: its name, LoRA and recipe."""
+
+    name: str
+    lora: LoraSpec
+    recipe: Recipe
+
+
+def _adapters(model: SpeechModel, section: Mapping[str, Any], recipe: Recipe, profile: str):
+    """``after-j`` for the pre-registered LoRA seeds, then the two controls."""
+    n_seeds = int(_per_profile(section["lora_seeds"], profile))
+    out = [
+        _Adapter(f"after-{j}", _lora(section), replace(recipe, seed=recipe.seed + j))
+        for j in range(n_seeds)
+    ]
+    late = section["controls"]["late_layer_target"].format(last=model.encoder_layers - 1)
+    out.append(_Adapter("control-late-layer", _lora(section, late), recipe))
+    out.append(_Adapter("control-zero-lr", _lora(section), replace(recipe, steps=0)))
+    return out, n_seeds
+
+
+def _train_key(model, manifest: str, adapter: _Adapter, family: str) -> str:
+    parts = {
+        "recipe": adapter.recipe.to_dict(),
+        "lora": adapter.lora.to_dict(),
+        "family": family,
+        "variant": "lora",
+    }
     return adapter_key(weights_sha256(model.module), manifest, parts)
 
 
-def _ser(model, model_name: str, profile: str, e3, spec) -> E3Analysis:
-    texts = sentences(e3, spec, profile)
+def _arrays(sweep) -> dict:
+    clean = getattr(sweep, "clean", None)
+    return {
+        "source": np.asarray(sweep.source if clean is None else clean, dtype=np.float64),
+        "base": np.asarray(sweep.base if clean is None else sweep.corrupt, dtype=np.float64),
+        "patched": np.asarray(sweep.patched, dtype=np.float64),
+        "layers": list(sweep.layers),
+    }
+
+
+def _sites(section: Mapping[str, Any], control: bool) -> list[str]:
+    return [section["site"]] + ([] if control else list(section.get("reported_sites", [])))
+
+
+class _Stages:
+    """Runs a cell's stages, each cached on its own (``cache``) when there is one."""
+
+    def __init__(self, model: SpeechModel, family: str, profile: str, cache: AnalysisCache | None):
+        self.model, self.family, self.profile, self.cache = model, family, profile, cache
+        self.weights = weights_sha256(model.module)
+
+    def run(self, name: str, parts: dict[str, Any], compute: Callable[[], Any]) -> Any:
+        if self.cache is None:
+            return compute()
+        key = {"weights": self.weights, **{k: str(v) for k, v in parts.items()}}
+        return self.cache.get(
+            f"E3-{name}", self.model.name, self.family, self.profile, key, compute
+        )
+
+
+def _ser(model, profile, section, spec, cache) -> E3Analysis:
+    name, family = model.name, "ser-prosody"
+    texts = sentences(section, spec, profile)
     sets = {
         part: prosody_utterances(texts[part], voice=spec["voice"], rms=spec["rms"])
         for part in texts
     }
     train, val, held_out = (list(sets[p]) for p in ("train", "validation", "eval"))
+    pairs = prosody_pairs(held_out)
     recipe, n_classes = _recipe(spec, profile), len(PROSODY_LABELS)
-    label = f"E3 {model_name} ser-prosody"
-    start = time.perf_counter()
-    trained: dict[str, Trained] = {}
-    for variant, lora in (("frozen", None), ("lora", _lora(e3))):
+    adapters, n_seeds = _adapters(model, section, recipe, profile)
+    k_probes = int(section["readout_probes"])
+    stages, label = _Stages(model, family, profile, cache), f"E3 {name} ser-prosody"
+    timings: dict[str, float] = {}
 
-        def run(lora=lora, variant=variant):
+    def encoder_stage(encoder_name: str, encoder_model, joint_head, null: bool, control: bool):
+        seeds = [recipe.seed + k for k in range(k_probes + 1 if null else 1)]
+
+        def compute():
+            start = time.perf_counter()
+            probes = train_probes(
+                encoder_model, train, val, recipe, n_classes=n_classes, seeds=seeds
+            )
+            heads = {f"probe-{k}": head for k, (head, _) in enumerate(probes)}
+            if joint_head is not None:
+                heads["joint"] = joint_head
+            out = {
+                "curves": {},
+                "accuracy": {
+                    h: accuracy_of(encoder_model, head, held_out) for h, head in heads.items()
+                },
+                "probe_logs": {f"probe-{k}": log.to_dict() for k, (_, log) in enumerate(probes)},
+            }
+            for site in _sites(section, control):
+                progress = reporter(f"{label} {encoder_name} {site}", "pairs")
+                pooled = pooled_sweep(encoder_model, pairs, site=site, progress=progress)
+                out["curves"][site] = {h: _arrays(pooled.read(head)) for h, head in heads.items()}
+            if encoder_name in ("before", "after-0"):
+                probe0 = heads["probe-0"]
+                audio = [u.audio for u in held_out]
+                out["secondary"] = {
+                    "layer_contributions": layer_contributions(encoder_model, audio),
+                    "logit_lens_accuracy": logit_lens_accuracy(encoder_model, probe0, held_out),
+                }
+            out["seconds"] = round(time.perf_counter() - start, 1)
+            return out
+
+        parts = {
+            "encoder": encoder_name,
+            "probe_seeds": seeds,
+            "sites": _sites(section, control),
+            "eval": sets["eval"].manifest_sha256,
+            "train": sets["train"].manifest_sha256,
+            "recipe": recipe.to_dict(),
+        }
+        if encoder_model is not model:
+            parts["adapter"] = encoder_model.source
+        return stages.run("encoder", parts, compute)
+
+    results = {"before": encoder_stage("before", model, None, null=True, control=False)}
+    trained: dict[str, Trained] = {}
+    for adapter in adapters:
+        start = time.perf_counter()
+
+        def run(adapter=adapter):
             encoder, head, log = train_prosody(
                 model,
                 train,
                 val,
-                recipe,
+                adapter.recipe,
                 n_classes=n_classes,
-                lora=lora,
-                progress=reporter(f"{label} training ({variant})", "steps"),
+                lora=adapter.lora,
+                progress=reporter(f"{label} training ({adapter.name})", "steps"),
             )
             return Trained(encoder, head, log)
 
-        key = _train_key(model, e3, sets["train"].manifest_sha256, recipe, "ser-prosody", variant)
-        trained[variant] = cached_training(
-            f"{model_name}-ser-prosody-{variant}", key, model, run, n_classes=n_classes
+        key = _train_key(model, sets["train"].manifest_sha256, adapter, family)
+        trained[adapter.name] = cached_training(
+            f"{name}-ser-prosody-{adapter.name}", key, model, run, n_classes=n_classes
         )
-    train_s = time.perf_counter() - start
-    after_model = adapted(model, trained["lora"].peft_encoder, "ser-prosody")
-    models = {
-        "before": (model, trained["frozen"].head),
-        "after": (after_model, trained["lora"].head),
-    }
-    acc = {k: accuracy_of(m, h, held_out) for k, (m, h) in models.items()}
-    pairs = prosody_pairs(held_out)
-    start = time.perf_counter()
-    sweeps = {
-        k: readout_sweep(
-            m, h, pairs, site=e3["site"], progress=reporter(f"{label} sweep ({k})", "pairs")
+        timings[f"train_{adapter.name}_s"] = round(time.perf_counter() - start, 1)
+        after_model = adapted(model, trained[adapter.name].peft_encoder, f"ser-prosody-{key}")
+        control = adapter.name.startswith("control")
+        results[adapter.name] = encoder_stage(
+            adapter.name,
+            after_model,
+            trained[adapter.name].head,
+            null=adapter.name == "after-0",
+            control=control,
         )
-        for k, (m, h) in models.items()
+    curves: dict[str, dict] = {}
+    for encoder_name, result in results.items():
+        for site, by_head in result["curves"].items():
+            site_curves = curves.setdefault(site, {})
+            site_curves[encoder_name] = by_head["probe-0"]
+            for k in range(1, k_probes + 1):
+                if f"probe-{k}" in by_head:
+                    site_curves[f"null-{encoder_name}-{k}"] = by_head[f"probe-{k}"]
+            if "joint" in by_head and encoder_name.startswith("after"):
+                site_curves[f"joint-{encoder_name.split('-')[1]}"] = by_head["joint"]
+    null_names = [
+        [base] + [f"null-{base}-{k}" for k in range(1, k_probes + 1)]
+        for base in ("before", "after-0")
+    ]
+    threshold = spec["success_accuracy"]
+    per_seed = {
+        a.name: {
+            "accuracy_joint_head": results[a.name]["accuracy"]["joint"],
+            "accuracy_matched_probe": results[a.name]["accuracy"]["probe-0"],
+            "passed": results[a.name]["accuracy"]["joint"] >= threshold,
+        }
+        for a in adapters
     }
-    sweep_s = time.perf_counter() - start
-    audio = [u.audio for u in held_out]
-    secondary = {
-        "layer_contributions": {k: layer_contributions(m, audio) for k, (m, _) in models.items()},
-        "logit_lens_accuracy": {
-            k: logit_lens_accuracy(m, h, held_out) for k, (m, h) in models.items()
-        },
-    }
+    seeds_passed = all(per_seed[f"after-{j}"]["passed"] for j in range(n_seeds))
     return E3Analysis(
-        model_name=model_name,
-        family="ser-prosody",
+        model_name=name,
+        family=family,
         n_layers=model.encoder_layers,
+        site=section["site"],
         ids=[p.id for p in pairs],
         clusters=[f"sentence-{p.meta['sentence']}" for p in pairs],
-        before=_arrays(sweeps["before"]),
-        after=_arrays(sweeps["after"]),
+        curves=curves,
+        seeds=n_seeds,
+        null_names=null_names,
         floor=spec["exclusion_floor"],
         success={
-            "criterion": f"held-out accuracy after >= {spec['success_accuracy']}",
-            "accuracy_before_frozen_probe": acc["before"],
-            "accuracy_after": acc["after"],
-            "passed": acc["after"] >= spec["success_accuracy"],
+            "criterion": "every LoRA seed: held-out accuracy of its jointly trained head >= "
+            f"{threshold}",
+            "accuracy_before_probe": results["before"]["accuracy"]["probe-0"],
+            "per_adapter": per_seed,
+            "passed": seeds_passed,
         },
-        training={k: t.log.to_dict() | {"from_cache": t.from_cache} for k, t in trained.items()},
-        secondary=secondary,
+        training={k: t.log.to_dict() | {"from_cache": t.from_cache} for k, t in trained.items()}
+        | {f"probe-{k}": log for k, log in results["before"]["probe_logs"].items()},
+        secondary={
+            k: {
+                "before": results["before"]["secondary"][k],
+                "after": results["after-0"]["secondary"][k],
+            }
+            for k in ("layer_contributions", "logit_lens_accuracy")
+        },
         manifests={p: s.manifest_sha256 for p, s in sets.items()},
-        timings={"train_s": round(train_s, 1), "sweeps_s": round(sweep_s, 1)},
+        timings=timings | {f"stage_{e}_s": r["seconds"] for e, r in results.items()},
     )
 
 
-def _arrays(sweep) -> dict:
-    return {
-        "source": np.asarray(sweep.source),
-        "base": np.asarray(sweep.base),
-        "patched": np.asarray(sweep.patched),
-        "layers": list(sweep.layers),
-    }
-
-
-def _asr(model, model_name: str, profile: str, e3, spec) -> E3Analysis:
-    texts = sentences(e3, spec, profile)
+def _asr(model, profile, section, spec, cache) -> E3Analysis:
+    name, family = model.name, "asr-noise"
+    texts = sentences(section, spec, profile)
+    seeds = spec["noise_seeds"]
     sets = {
         part: noise_pairs(
-            texts[part], spec["snr_db"], spec["noise"], spec["noise_seed"], voice=spec["voice"]
+            texts[part], spec["snr_db"], spec["noise"], seeds[part], voice=spec["voice"]
         )
         for part in texts
     }
     train = [p.corrupt for p in sets["train"]]
     val = [p.corrupt for p in sets["validation"]]
     pairs = list(sets["eval"])
-    recipe = _recipe(spec, profile)
-    label = f"E3 {model_name} asr-noise"
-    start = time.perf_counter()
-
-    def run():
-        progress = reporter(f"{label} training", "steps")
-        encoder, log = train_asr(model, train, val, recipe, lora=_lora(e3), progress=progress)
-        return Trained(encoder, None, log)
-
-    key = _train_key(model, e3, sets["train"].manifest_sha256, recipe, "asr-noise", "lora")
-    trained = cached_training(f"{model_name}-asr-noise-lora", key, model, run)
-    train_s = time.perf_counter() - start
-    after_model = adapted(model, trained.peft_encoder, "asr-noise")
     noisy = [p.corrupt for p in pairs]
-    wer = {"before": corpus_wer(model, noisy), "after": corpus_wer(after_model, noisy)}
-    reduction = (wer["before"] - wer["after"]) / wer["before"] if wer["before"] > 0 else None
-    start = time.perf_counter()
-    sweeps = {
-        k: listenkit.sweep(
-            m,
-            pairs,
-            e3["site"],
-            metric=spec["metric"],
-            reference=spec["reference"],
-            mode="denoise",
-            floor=spec["exclusion_floor"],
-            progress=reporter(f"{label} sweep ({k})", "pairs"),
-        )
-        for k, m in (("before", model), ("after", after_model))
-    }
-    sweep_s = time.perf_counter() - start
+    recipe = _recipe(spec, profile)
+    adapters, n_seeds = _adapters(model, section, recipe, profile)
+    stages, label = _Stages(model, family, profile, cache), f"E3 {name} asr-noise"
+    timings: dict[str, float] = {}
+
+    def encoder_stage(encoder_name: str, encoder_model, control: bool):
+        def compute():
+            start = time.perf_counter()
+            out = {"curves": {}, "wer": corpus_wer(encoder_model, noisy)}
+            for site in _sites(section, control):
+                result = listenkit.sweep(
+                    encoder_model,
+                    pairs,
+                    site,
+                    metric=spec["metric"],
+                    reference=spec["reference"],
+                    mode="denoise",
+                    floor=spec["exclusion_floor"],
+                    progress=reporter(f"{label} {encoder_name} {site}", "pairs"),
+                )
+                out["curves"][site] = _arrays(result)
+            if encoder_name in ("before", "after-0"):
+                out["secondary"] = {
+                    "layer_contributions": layer_contributions(encoder_model, noisy)
+                }
+            out["seconds"] = round(time.perf_counter() - start, 1)
+            return out
+
+        parts = {
+            "encoder": encoder_name,
+            "sites": _sites(section, control),
+            "eval": sets["eval"].manifest_sha256,
+            "metric": spec["metric"],
+        }
+        if encoder_model is not model:
+            parts["adapter"] = encoder_model.source
+        return stages.run("encoder", parts, compute)
+
+    results = {"before": encoder_stage("before", model, control=False)}
+    trained: dict[str, Trained] = {}
+    for adapter in adapters:
+        start = time.perf_counter()
+
+        def run(adapter=adapter):
+            progress = reporter(f"{label} training ({adapter.name})", "steps")
+            encoder, log = train_asr(
+                model, train, val, adapter.recipe, lora=adapter.lora, progress=progress
+            )
+            return Trained(encoder, None, log)
+
+        key = _train_key(model, sets["train"].manifest_sha256, adapter, family)
+        trained[adapter.name] = cached_training(f"{name}-asr-noise-{adapter.name}", key, model, run)
+        timings[f"train_{adapter.name}_s"] = round(time.perf_counter() - start, 1)
+        after_model = adapted(model, trained[adapter.name].peft_encoder, f"asr-noise-{key}")
+        control = adapter.name.startswith("control")
+        results[adapter.name] = encoder_stage(adapter.name, after_model, control=control)
+    curves: dict[str, dict] = {}
+    for encoder_name, result in results.items():
+        for site, arrays in result["curves"].items():
+            curves.setdefault(site, {})[encoder_name] = arrays
+    wer_before, needed = results["before"]["wer"], spec["success_relative_wer_reduction"]
+
+    def reduction(wer: float) -> float | None:
+        return (wer_before - wer) / wer_before if wer_before > 0 else None
+
+    per_seed = {}
+    for a in adapters:
+        r = reduction(results[a.name]["wer"])
+        per_seed[a.name] = {
+            "wer": results[a.name]["wer"],
+            "relative_reduction": r,
+            "passed": r is not None and r >= needed,
+        }
     return E3Analysis(
-        model_name=model_name,
-        family="asr-noise",
+        model_name=name,
+        family=family,
         n_layers=model.encoder_layers,
+        site=section["site"],
         ids=[p.id for p in pairs],
         clusters=[p.id for p in pairs],
-        before=_arrays(sweeps["before"]),
-        after=_arrays(sweeps["after"]),
+        curves=curves,
+        seeds=n_seeds,
+        null_names=[],
         floor=spec["exclusion_floor"],
         success={
-            "criterion": f"held-out WER on {spec['snr_db']:g} dB noise at least "
-            f"{spec['success_relative_wer_reduction']:.0%} lower (relative)",
-            "wer_before": wer["before"],
-            "wer_after": wer["after"],
-            "relative_reduction": reduction,
-            "passed": reduction is not None and reduction >= spec["success_relative_wer_reduction"],
+            "criterion": f"every LoRA seed: held-out WER on {spec['snr_db']:g} dB noise at "
+            f"least {needed:.0%} lower (relative)",
+            "wer_before": wer_before,
+            "per_adapter": per_seed,
+            "passed": all(per_seed[f"after-{j}"]["passed"] for j in range(n_seeds)),
         },
-        training={"lora": trained.log.to_dict() | {"from_cache": trained.from_cache}},
+        training={k: t.log.to_dict() | {"from_cache": t.from_cache} for k, t in trained.items()},
         secondary={
             "layer_contributions": {
-                k: layer_contributions(m, [u.audio for u in noisy])
-                for k, m in (("before", model), ("after", after_model))
+                "before": results["before"]["secondary"]["layer_contributions"],
+                "after": results["after-0"]["secondary"]["layer_contributions"],
             }
         },
         manifests={p: s.manifest_sha256 for p, s in sets.items()},
-        timings={"train_s": round(train_s, 1), "sweeps_s": round(sweep_s, 1)},
+        timings=timings | {f"stage_{e}_s": r["seconds"] for e, r in results.items()},
     )
 
 
@@ -283,27 +470,26 @@ def analyse(
     cache: AnalysisCache | None = None,
 ) -> E3Analysis:
     """Train, check and sweep one (model, family) cell (``family`` is ``ser-prosody``
-    or ``asr-noise``; ``spec`` its pre-registered table); cached."""
+    or ``asr-noise``; ``spec`` its pre-registered table); each encoder's stage cached."""
     run = {"ser-prosody": _ser, "asr-noise": _asr}[family]
-
-    def compute() -> E3Analysis:
-        return run(model, model.name, profile, section, spec)
-
-    if cache is None:
-        return compute()
-    parts = {"weights": weights_sha256(model.module), "stimuli": "e3-" + profile}
-    return cache.get("E3", model.name, family, profile, parts, compute)
+    return run(model, profile, section, spec, cache)
 
 
 def adapted_enough(e3: E3Analysis, needed: int, details: Mapping[str, Any]) -> Requirement:
-    """The adaptation met its pre-registered criterion and enough pairs pass the floor
-    in both models."""
+    """Every LoRA seed met the pre-registered criterion and enough pairs pass the floor
+    in ``before`` and every ``after-j``."""
     n_used = int(e3.included().sum())
     reason = ""
     if not e3.success["passed"]:
-        reason = f"adaptation did not meet its pre-registered criterion: {e3.success}"
+        failed = [
+            k
+            for k, v in e3.success["per_adapter"].items()
+            if k.startswith("after") and not v["passed"]
+        ]
+        criterion = e3.success["criterion"]
+        reason = f"adaptation did not meet its pre-registered criterion ({criterion}) for {failed}"
     elif n_used < needed:
-        reason = f"{n_used} pairs past the floor in both models; the minimum is {needed}"
+        reason = f"{n_used} pairs past the floor in every model; the minimum is {needed}"
     return Requirement(
         ok=not reason,
         reason=reason,
@@ -312,9 +498,59 @@ def adapted_enough(e3: E3Analysis, needed: int, details: Mapping[str, Any]) -> R
     )
 
 
-def _ratio(arrays: dict, rows: np.ndarray) -> RatioOfMeans:
-    num = arrays["patched"][rows] - arrays["base"][rows, None]
-    return RatioOfMeans(num, (arrays["source"] - arrays["base"])[rows])
+def _ratio(arrays: Mapping[str, Any], rows: np.ndarray) -> RatioOfMeans:
+    patched, base = np.asarray(arrays["patched"]), np.asarray(arrays["base"])
+    source = np.asarray(arrays["source"])
+    return RatioOfMeans(patched[rows] - base[rows, None], (source - base)[rows])
+
+
+def _test(e3: E3Analysis, site: str, afters: list[str], rng, n_resamples: int):
+    rows = e3.included()
+    curves = e3.curves[site]
+    clusters = [c for c, keep in zip(e3.clusters, rows, strict=True) if keep]
+    nulls = [[_ratio(curves[name], rows) for name in group] for group in e3.null_names]
+    return seeded_shift(
+        _ratio(curves["before"], rows),
+        [_ratio(curves[a], rows) for a in afters],
+        null_groups=nulls,
+        clusters=clusters,
+        n_resamples=n_resamples,
+        rng=rng,
+    )
+
+
+def controls(e3: E3Analysis, details: Mapping[str, Any], rng, n_resamples: int) -> Requirement:
+    """The comparison can see a shift: LoRA on the last layer only gives a margin > 0
+    (the claim's rule), and a zero-step adapter's Delta lies inside the readout null's
+    central 95% (within ``ZERO_TOLERANCE``). Else C4 is inconclusive."""
+    late = _test(e3, e3.site, ["control-late-layer"], rng("control-late-layer"), n_resamples)
+    zero = _test(e3, e3.site, ["control-zero-lr"], rng("control-zero-lr"), n_resamples)
+    low, high = zero.null_interval
+    zero_ok = low - ZERO_TOLERANCE <= zero.delta <= high + ZERO_TOLERANCE
+    numbers = {
+        "control_late_layer_margin": round(late.margin, 4),
+        "control_late_layer_delta": round(late.delta, 4),
+        "control_zero_lr_delta": zero.delta,
+    }
+    problems = []
+    if not late.margin > 0:
+        problems.append(
+            f"the positive control (LoRA on the last layer only) did not move the CoM beyond the "
+            f"readout null: margin {late.margin:+.4f} (Delta {late.delta:+.4f}, lower bound "
+            f"{late.lower:+.4f}, null q95 {late.null_q95:+.4f})"
+        )
+    if not zero_ok:
+        problems.append(
+            f"the zero-step adapter's Delta {zero.delta:+.3g} lies outside the "
+            f"readout null's 95% interval [{low:+.3g}, {high:+.3g}]"
+        )
+    return Requirement(
+        ok=not problems,
+        reason="; ".join(problems),
+        numbers=numbers,
+        details=dict(details)
+        | {"controls": {"late_layer": late.to_dict(), "zero_lr": zero.to_dict()}},
+    )
 
 
 def evidence(
@@ -323,17 +559,24 @@ def evidence(
     return {
         "family": spec["description"],
         "metric": spec["metric"],
-        "site": section["site"],
+        "site": e3.site,
+        "reported_sites": list(section.get("reported_sites", [])),
         "recipe": spec["recipe"],
         "lora": section["lora"],
+        "lora_seeds": e3.seeds,
         "n_pairs": len(e3.ids),
         "n_used": int(e3.included().sum()),
         "floor": e3.floor,
         "adaptation_success": e3.success,
         "training": e3.training,
         "secondary": e3.secondary,
-        "before": {k: np.asarray(v).tolist() for k, v in e3.before.items()},
-        "after": {k: np.asarray(v).tolist() for k, v in e3.after.items()},
+        "curves": {
+            site: {
+                name: {k: np.asarray(v).tolist() for k, v in arrays.items()}
+                for name, arrays in by_name.items()
+            }
+            for site, by_name in e3.curves.items()
+        },
         "ids": e3.ids,
         "clusters": e3.clusters,
         "stimulus_manifests_sha256": e3.manifests,
@@ -342,51 +585,90 @@ def evidence(
     }
 
 
+def _shapes(e3: E3Analysis, site: str, rows: np.ndarray) -> dict[str, dict[str, float]]:
+    return {
+        name: {k: round(v, 4) for k, v in curve_shape(_ratio(arrays, rows).value()).items()}
+        for name, arrays in e3.curves[site].items()
+    }
+
+
 def shift(e3: E3Analysis, details: Mapping[str, Any], rng: Any, n_resamples: int) -> Measured:
-    """C4: ``P_boot(Delta > 0)``, the paired cluster bootstrap of the CoM shift."""
+    """C4: ``margin = q5(Delta_bar*) - q95(readout null*)`` at the claim's site (the
+    reported sites and the jointly trained heads' curves: numbers only)."""
     rows = e3.included()
-    clusters = [c for c, keep in zip(e3.clusters, rows, strict=True) if keep]
-    before, after = _ratio(e3.before, rows), _ratio(e3.after, rows)
-    result = paired_shift(
-        before, after, clusters=clusters, n_resamples=n_resamples, rng=rng("paired-bootstrap")
-    )
-    layers = e3.before["layers"]
+    afters = e3.after_names()
+    result = _test(e3, e3.site, afters, rng("seeded-bootstrap"), n_resamples)
+    reported = {
+        site: _test(e3, site, afters, rng(f"reported-{site}"), n_resamples).to_dict()
+        for site in e3.curves
+        if site != e3.site
+    }
+    joint = [f"joint-{j}" for j in range(e3.seeds)]
+    if all(j in e3.curves[e3.site] for j in joint):
+        reported["joint-heads (v2's readout)"] = _test(
+            e3, e3.site, joint, rng("joint"), n_resamples
+        ).to_dict()
+    shapes = _shapes(e3, e3.site, rows)
+    layers = e3.curves[e3.site]["before"]["layers"]
     curves = {
-        name: bootstrap_curve(ratio, layers, n_resamples=n_resamples, rng=rng(name))
-        for name, ratio in (("before", before), ("after", after))
+        name: bootstrap_curve(
+            _ratio(e3.curves[e3.site][name], rows),
+            layers,
+            n_resamples=n_resamples,
+            rng=rng(f"curve-{name}"),
+        )
+        for name in ("before", "after-0")
     }
 
     def draw(path, heading):
         plot_shift(
             path,
             curves["before"],
-            curves["after"],
-            delta_samples=result.delta_samples,
-            training={k: v for k, v in e3.training.items() if v.get("loss")},
-            title=f"{heading}: E(l) before vs after LoRA; CoM {result.com_before:.3f} -> "
-            f"{result.com_after:.3f}, L* {result.l_star_before} -> {result.l_star_after}",
+            curves["after-0"],
+            delta_samples=result.samples,
+            null_samples=result.null_samples if e3.null_names else None,
+            training={
+                k: v for k, v in e3.training.items() if v.get("loss") and not k.startswith("probe")
+            },
+            title=f"{heading} ({e3.site}): E(l) before vs after LoRA seed 0 of {e3.seeds}; "
+            f"Delta_bar {result.delta:+.3f}, margin {result.margin:+.3f}",
             ylabel="normalised recovery (ratio of means)",
             secondary=e3.secondary,
         )
 
+    per_seed = [round(d, 4) for d in result.deltas_per_seed]
     return Measured(
-        observed=result.p_delta_positive,
+        observed=result.margin,
+        conditions={"every seed's margin > 0": bool(min(result.margins_per_seed) > 0)},
         numbers={
             "n_used": int(rows.sum()),
             "adaptation_passed": bool(e3.success["passed"]),
+            "seeds": e3.seeds,
             "delta": round(result.delta, 4),
-            "com_before": round(result.com_before, 4),
-            "com_after": round(result.com_after, 4),
-            "L_star_before": result.l_star_before,
-            "L_star_after": result.l_star_after,
-            "p_L_star_later": round(result.p_l_star_later, 4),
+            "delta_lower": round(result.lower, 4),
+            "readout_null_q95": round(result.null_q95, 4),
+            "p_delta_positive": round(result.p_delta_positive, 4),
+            "com_before": shapes["before"]["com"],
+            "com_after_seed0": shapes["after-0"]["com"],
+            "com_minus_flat_before": shapes["before"]["com_minus_flat"],
+            "com_minus_flat_after_seed0": shapes["after-0"]["com_minus_flat"],
+            "peak_to_mean_before": shapes["before"]["peak_to_mean"],
+            "peak_to_mean_after_seed0": shapes["after-0"]["peak_to_mean"],
         },
         details=dict(details)
-        | {"shift": result.to_dict(), "curves": {k: c.to_records() for k, c in curves.items()}},
+        | {
+            "shift": result.to_dict(),
+            "reported": reported,
+            "curve_shapes": shapes,
+            "curves": {k: c.to_records() for k, c in curves.items()},
+        },
         why_not=lambda t: (
-            f"P_boot(Delta > 0) = {result.p_delta_positive:.3f} < {t} (Delta = "
-            f"{result.delta:+.3f}; L* {result.l_star_before} -> {result.l_star_after}; n = "
-            f"{int(rows.sum())} pairs in {result.n_clusters} clusters)"
+            f"margin = q5(Delta_bar*) - q95(readout null*) = {result.lower:+.4f} - "
+            f"{result.null_q95:+.4f} = {result.margin:+.4f}, not > {t:g} (Delta_bar "
+            f"{result.delta:+.4f} over {e3.seeds} seed(s): {per_seed}; "
+            f"CoM - flat: before {shapes['before']['com_minus_flat']:+.3f}, after-0 "
+            f"{shapes['after-0']['com_minus_flat']:+.3f}; n = {int(rows.sum())} pairs in "
+            f"{result.n_clusters} clusters)"
         ),
         draw=draw,
     )

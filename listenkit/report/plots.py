@@ -221,9 +221,11 @@ def plot_shift(
     title: str,
     ylabel: str,
     secondary: dict[str, dict[str, list[float]]] | None = None,
+    null_samples: np.ndarray | None = None,
 ) -> Path:
     """E3: before/after curves with CIs; the bootstrap distribution of Delta (CoM shift);
-    the training curves (loss per step, validation metric); with ``secondary``
+    with ``null_samples`` the readout null's draws beside it; the training curves (loss
+    per step, validation metric); with ``secondary``
     (analysis -> {"before": per layer, "after": per layer}) a fourth panel of the
     layer analyses."""
     panels = 4 if secondary else 3
@@ -241,7 +243,11 @@ def plot_shift(
     ax.legend(fontsize=7)
     ax = axes[1]
     finite = np.asarray(delta_samples)[np.isfinite(delta_samples)]
-    ax.hist(finite, bins=40, color="tab:purple", alpha=0.7)
+    ax.hist(finite, bins=40, color="tab:purple", alpha=0.7, label="Delta (resampled)")
+    if null_samples is not None:
+        null = np.asarray(null_samples)[np.isfinite(null_samples)]
+        ax.hist(null, bins=40, color="tab:grey", alpha=0.5, label="readout null")
+        ax.legend(fontsize=7)
     ax.axvline(0, color="black", lw=1)
     ax.set_xlabel("bootstrap Delta = CoM_after - CoM_before (relative depth)")
     ax.set_ylabel("resamples")

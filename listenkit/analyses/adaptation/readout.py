@@ -26,18 +26,22 @@ import torch
 from torch import nn
 
 from listenkit.engine.batch import check_finite
-from listenkit.engine.hooks import capture, capture_block_inputs, patched
+from listenkit.engine.hooks import capture, capture_block_inputs
+from listenkit.engine.hooks import patched as patched_site
 from listenkit.engine.site_tables import OPENAI_WHISPER
 from listenkit.models.speech_model import SpeechModel
 from listenkit.stimuli.types import Pair, Utterance
 
 __all__ = [
     "FRAME_SAMPLES",
+    "READOUT_SITES",
+    "PooledSweep",
     "ProsodyHead",
     "ReadoutSweep",
     "layer_contributions",
     "logit_lens_accuracy",
     "pooled",
+    "pooled_sweep",
     "readout_sweep",
     "speech_frames",
 ]
@@ -95,13 +99,111 @@ class ReadoutSweep:
         return (self.patched[rows] - self.base[rows, None], (self.source - self.base)[rows])
 
 
-def _logit_difference(head: ProsodyHead, features, n_frames, labels) -> np.ndarray:
-    logits = head(features, n_frames).double()
+def _logit_difference(head: ProsodyHead, pooled_features: torch.Tensor, labels) -> np.ndarray:
+    logits = head.linear(pooled_features.to(head.linear.weight.device)).double()
     idx = torch.arange(len(labels))
     return (logits[idx, torch.as_tensor(labels)] - logits[:, 0]).cpu().numpy()
 
 
+READOUT_SITES = ("encoder.attn_out", "encoder.mlp_out", "encoder.block_write", "encoder.resid")
+
+
+@dataclass(frozen=True)
+class PooledSweep:
+    """The pooled encoder output (``[n, d]``; ``patched [n, layers, d]``) of every run of
+    a denoising sweep: any linear head reads it afterwards (``read``), so several
+    readouts of one encoder cost one sweep."""
+
+    ids: list[str]
+    layers: tuple[int, ...]
+    labels: list[int]
+    source: torch.Tensor
+    base: torch.Tensor
+    patched: torch.Tensor
+
+    @torch.inference_mode()
+    def read(self, head: ProsodyHead) -> ReadoutSweep:
+        """The sweep as read by ``head``: ``m = logit_c - logit_neutral`` per run."""
+        head = head.eval()
+        # layer by layer: the same [n, d] shapes as source and base, so the same sums
+        patched = np.stack(
+            [
+                _logit_difference(head, self.patched[:, j], self.labels)
+                for j in range(len(self.layers))
+            ],
+            axis=1,
+        )
+        out = ReadoutSweep(
+            ids=list(self.ids),
+            layers=self.layers,
+            source=_logit_difference(head, self.source, self.labels),
+            base=_logit_difference(head, self.base, self.labels),
+            patched=patched,
+        )
+        check_finite("readout metric", out.patched, out.ids)
+        check_finite("source readout", out.source, out.ids)
+        check_finite("base readout", out.base, out.ids)
+        return out
+
+
 @torch.inference_mode()
+def pooled_sweep(
+    model: SpeechModel,
+    pairs: Sequence[Pair],
+    *,
+    site: str = "encoder.attn_out",
+    layers: Sequence[int] | None = None,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> PooledSweep:
+    """Denoising sweep of the pooled encoder output: source = ``pair.clean`` (class
+    ``c``, label in ``pair.meta['label']``), base = ``pair.corrupt`` (neutral, label 0),
+    both the same length; ``site`` at layer ``l`` is patched from the source run into
+    the base run (restarting at block ``l``)."""
+    if not pairs:
+        raise ValueError("no pairs")
+    if site not in READOUT_SITES:
+        raise ValueError(f"readout sweeps patch one of {READOUT_SITES}, got {site!r}")
+    for p in pairs:
+        if p.clean.audio.size != p.corrupt.audio.size:
+            raise ValueError(f"pair {p.id}: source and base differ in length (not aligned)")
+    layers = tuple(range(1, model.encoder_layers + 1)) if layers is None else tuple(layers)
+    module, accesses = model.module, OPENAI_WHISPER[site]
+    source, base, patched = [], [], []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        frames = [speech_frames(p.corrupt.audio.size) for p in chunk]
+        acts: dict = {}
+        with capture(module, accesses, layers, acts):
+            source.append(
+                pooled(module.encoder(model.log_mel([p.clean.audio for p in chunk])), frames)
+            )
+        inputs: dict = {}
+        with capture_block_inputs(module.encoder.blocks, layers, inputs):
+            base.append(
+                pooled(module.encoder(model.log_mel([p.corrupt.audio for p in chunk])), frames)
+            )
+        per_layer = []
+        for layer in layers:
+            stored = [acts[(layer, k)] for k in range(len(accesses))]
+            with patched_site(module, accesses, layer, stored):
+                x = inputs[layer]
+                for block in module.encoder.blocks[layer - 1 :]:
+                    x = block(x)
+                per_layer.append(pooled(module.encoder.ln_post(x), frames))
+        patched.append(torch.stack(per_layer, dim=1))
+        if progress is not None:
+            progress(start + len(chunk), len(pairs))
+    return PooledSweep(
+        ids=[p.id for p in pairs],
+        layers=layers,
+        labels=[int(p.meta["label"]) for p in pairs],
+        source=torch.cat(source).float().cpu(),
+        base=torch.cat(base).float().cpu(),
+        patched=torch.cat(patched).float().cpu(),
+    )
+
+
 def readout_sweep(
     model: SpeechModel,
     head: ProsodyHead,
@@ -112,51 +214,10 @@ def readout_sweep(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReadoutSweep:
-    """Denoising sweep read by the head: source = ``pair.clean`` (class ``c``, label in
-    ``pair.meta['label']``), base = ``pair.corrupt`` (neutral, label 0); both must have
-    the same length. ``m = logit_c - logit_neutral``."""
-    if not pairs:
-        raise ValueError("no pairs")
-    if site not in ("encoder.attn_out", "encoder.mlp_out", "encoder.resid"):
-        raise ValueError(f"readout sweeps patch encoder sites, got {site!r}")
-    for p in pairs:
-        if p.clean.audio.size != p.corrupt.audio.size:
-            raise ValueError(f"pair {p.id}: source and base differ in length (not aligned)")
-    layers = tuple(range(1, model.encoder_layers + 1)) if layers is None else tuple(layers)
-    module, accesses = model.module, OPENAI_WHISPER[site]
-    head = head.to(model.device).eval()
-    src_all, base_all = np.empty(len(pairs)), np.empty(len(pairs))
-    patched_all = np.empty((len(pairs), len(layers)))
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        ids = [p.id for p in chunk]
-        frames = [speech_frames(p.corrupt.audio.size) for p in chunk]
-        labels = [int(p.meta["label"]) for p in chunk]
-        acts: dict = {}
-        with capture(module, accesses, layers, acts):
-            feats_source = module.encoder(model.log_mel([p.clean.audio for p in chunk]))
-        inputs: dict = {}
-        with capture_block_inputs(module.encoder.blocks, layers, inputs):
-            feats_base = module.encoder(model.log_mel([p.corrupt.audio for p in chunk]))
-        rows = slice(start, start + len(chunk))
-        src_all[rows] = _logit_difference(head, feats_source, frames, labels)
-        base_all[rows] = _logit_difference(head, feats_base, frames, labels)
-        for j, layer in enumerate(layers):
-            stored = [acts[(layer, k)] for k in range(len(accesses))]
-            with patched(module, accesses, layer, stored):
-                x = inputs[layer]
-                for block in module.encoder.blocks[layer - 1 :]:
-                    x = block(x)
-                features = module.encoder.ln_post(x)
-            patched_all[rows, j] = _logit_difference(head, features, frames, labels)
-        check_finite("readout metric", patched_all[rows], ids)
-        if progress is not None:
-            progress(start + len(chunk), len(pairs))
-    ids = [p.id for p in pairs]
-    check_finite("source readout", src_all, ids)
-    check_finite("base readout", base_all, ids)
-    return ReadoutSweep(ids=ids, layers=layers, source=src_all, base=base_all,
-                        patched=patched_all)  # fmt: skip
+    """``pooled_sweep`` read by ``head``: ``m = logit_c - logit_neutral``."""
+    sweep = pooled_sweep(model, pairs, site=site, layers=layers, batch_size=batch_size,
+                         progress=progress)  # fmt: skip
+    return sweep.read(head)
 
 
 def _layer_residuals(model: SpeechModel, audio: Sequence[np.ndarray]) -> dict[int, torch.Tensor]:

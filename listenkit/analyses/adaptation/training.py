@@ -21,7 +21,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import jiwer
 import numpy as np
@@ -43,6 +43,7 @@ __all__ = [
     "asr_loss",
     "corpus_wer",
     "train_asr",
+    "train_probes",
     "train_prosody",
 ]
 
@@ -189,6 +190,52 @@ def accuracy_of(
         return accuracy(head.linear(features), [int(u.meta["label"]) for u in utterances])
 
 
+def train_probes(
+    model: SpeechModel,
+    train: Sequence[Utterance],
+    validation: Sequence[Utterance],
+    recipe: Recipe,
+    *,
+    n_classes: int,
+    seeds: Sequence[int],
+    progress: StepProgress = None,
+) -> list[tuple[ProsodyHead, TrainingLog]]:
+    """Linear probes on ``model``'s frozen encoder, one per seed: ``recipe`` with its
+    ``seed`` replaced (the head's initialisation and the minibatch order), the head's
+    learning rate ``head_lr or lr``, on pooled features computed once. Each log's
+    ``seconds`` is the feature pass plus that probe's own steps."""
+    _check(train, "training", True)
+    _check(validation, "validation", True)
+    start = time.perf_counter()
+    encoder = model.module.encoder
+    x_train = _encode_all(encoder, model, train, recipe.batch_size).clone()
+    x_val = _encode_all(encoder, model, validation, recipe.batch_size).clone()
+    features_s = time.perf_counter() - start
+    labels = torch.as_tensor([int(u.meta["label"]) for u in train])
+    val_labels = [int(u.meta["label"]) for u in validation]
+    probes = []
+    for seed in seeds:
+        start = time.perf_counter()
+        seeded = replace(recipe, seed=int(seed))
+        head = _head(model, n_classes, seeded.seed)
+        log = TrainingLog(metric="validation accuracy")
+        optimiser = torch.optim.AdamW(head.parameters(), lr=recipe.head_lr or recipe.lr,
+                                      weight_decay=recipe.weight_decay)  # fmt: skip
+
+        def step_loss(idx, head=head):
+            return nn.functional.cross_entropy(head.linear(x_train[idx]), labels[idx])
+
+        def validate(head=head):
+            with torch.no_grad():
+                return accuracy(head.linear(x_val), val_labels)
+
+        _run_steps(len(train), seeded, optimiser, step_loss, validate, log, progress)
+        log.seconds = features_s + time.perf_counter() - start
+        head.eval()
+        probes.append((head, log))
+    return probes
+
+
 def train_prosody(
     model: SpeechModel,
     train: Sequence[Utterance],
@@ -199,7 +246,12 @@ def train_prosody(
     lora: LoraSpec | None,
     progress: StepProgress = None,
 ):
-    """``(peft_encoder or None, head, log)``; the log's validation metric is accuracy."""
+    """``(peft_encoder or None, head, log)``; the log's validation metric is accuracy.
+    Without ``lora`` the encoder is frozen (``train_probes`` with the recipe's seed)."""
+    if lora is None:
+        ((head, log),) = train_probes(model, train, validation, recipe, n_classes=n_classes,
+                                      seeds=[recipe.seed], progress=progress)  # fmt: skip
+        return None, head, log
     _check(train, "training", True)
     _check(validation, "validation", True)
 
@@ -208,47 +260,31 @@ def train_prosody(
     labels = torch.as_tensor([int(u.meta["label"]) for u in train])
     val_labels = [int(u.meta["label"]) for u in validation]
     log = TrainingLog(metric="validation accuracy")
-    if lora is None:  # frozen encoder: the same head and steps on features computed once
-        encoder = model.module.encoder
-        x_train = _encode_all(encoder, model, train, recipe.batch_size).clone()
-        x_val = _encode_all(encoder, model, validation, recipe.batch_size).clone()
-        optimiser = torch.optim.AdamW(head.parameters(), lr=recipe.head_lr or recipe.lr,
-                                      weight_decay=recipe.weight_decay)  # fmt: skip
-        peft_encoder = None
+    peft_encoder = attach_lora(model, lora, seed=recipe.seed)
+    mels = model.log_mel([u.audio for u in train])
+    frames = [speech_frames(u.audio.size) for u in train]
+    params = [p for p in peft_encoder.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(
+        [{"params": params, "lr": recipe.lr},
+         {"params": head.parameters(), "lr": recipe.head_lr or recipe.lr}],
+        weight_decay=recipe.weight_decay,
+    )  # fmt: skip
 
-        def step_loss(idx):
-            return nn.functional.cross_entropy(head.linear(x_train[idx]), labels[idx])
+    def step_loss(idx):
+        feats = peft_encoder(mels[idx])
+        return nn.functional.cross_entropy(head(feats, [frames[i] for i in idx]), labels[idx])
 
-        def validate():
-            with torch.no_grad():
-                return accuracy(head.linear(x_val), val_labels)
-    else:
-        peft_encoder = attach_lora(model, lora, seed=recipe.seed)
-        mels = model.log_mel([u.audio for u in train])
-        frames = [speech_frames(u.audio.size) for u in train]
-        params = [p for p in peft_encoder.parameters() if p.requires_grad]
-        optimiser = torch.optim.AdamW(
-            [{"params": params, "lr": recipe.lr},
-             {"params": head.parameters(), "lr": recipe.head_lr or recipe.lr}],
-            weight_decay=recipe.weight_decay,
-        )  # fmt: skip
-
-        def step_loss(idx):
-            feats = peft_encoder(mels[idx])
-            return nn.functional.cross_entropy(head(feats, [frames[i] for i in idx]), labels[idx])
-
-        def validate():
-            peft_encoder.eval()
-            x_val = _encode_all(peft_encoder, model, validation, recipe.batch_size)
-            peft_encoder.train()
-            with torch.no_grad():
-                return accuracy(head.linear(x_val), val_labels)
+    def validate():
+        peft_encoder.eval()
+        x_val = _encode_all(peft_encoder, model, validation, recipe.batch_size)
+        peft_encoder.train()
+        with torch.no_grad():
+            return accuracy(head.linear(x_val), val_labels)
 
     _run_steps(len(train), recipe, optimiser, step_loss, validate, log, progress)
     log.seconds = time.perf_counter() - start
     head.eval()
-    if peft_encoder is not None:
-        peft_encoder.eval()
+    peft_encoder.eval()
     return peft_encoder, head, log
 
 

@@ -1,0 +1,193 @@
+"""E3 v3 (issue 26): the matched readout, the readout null, seeds, controls, disjoint noise."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+import torch
+
+from listenkit.analyses.adaptation.lora import LoraSpec, adapted_model, attach_lora
+from listenkit.analyses.adaptation.readout import pooled_sweep
+from listenkit.analyses.adaptation.training import Recipe, train_probes
+from listenkit.experiments import e3
+from listenkit.planted.encoder import planted_model, planted_pairs
+from listenkit.stats import RatioOfMeans
+from listenkit.stats.seeded_shift import curve_shape, flat_com, seeded_shift
+from listenkit.stimuli.pairs import noise_pairs
+from tests.test_adaptation import _pairs, _random_model, _utterances
+
+PREREG = tomllib.loads(Path("claims/preregistration.toml").read_text())
+RECIPE = Recipe(lr=1e-2, head_lr=3e-2, steps=12, batch_size=4, seed=3, eval_every=6)
+
+
+def _curve(sweep) -> RatioOfMeans:
+    return RatioOfMeans(sweep.patched - sweep.base[:, None], sweep.source - sweep.base)
+
+
+@pytest.fixture(scope="module")
+def probed():
+    """A tiny random Whisper, 8 two-class pairs swept once, probes with seeds 3..9."""
+    model = _random_model()
+    train, val = _utterances(16), _utterances(4, seed=1)
+    pairs = _pairs(_utterances(16, seed=2))
+    probes = train_probes(model, train, val, RECIPE, n_classes=2, seeds=range(3, 10))
+    sweep = pooled_sweep(model, pairs, site="encoder.block_write")
+    return model, train, val, pairs, sweep, [head for head, _ in probes]
+
+
+def test_readout_null_on_a_planted_encoder_holds_a_fresh_probes_delta(probed):
+    """Probes 1-4 make the null; a probe it never saw (seed 9) differs from probe 0 by a
+    Delta inside the null's own 95% interval; the same encoder read twice gives 0."""
+    _, _, _, _, sweep, heads = probed
+    curves = [_curve(sweep.read(h)) for h in heads]
+    nulls = [curves[:5]]
+    fresh = seeded_shift(curves[0], [curves[6]], null_groups=nulls, n_resamples=2000,
+                         rng=np.random.default_rng(0))  # fmt: skip
+    low, high = fresh.null_interval
+    assert low < high
+    assert low <= fresh.delta <= high
+    assert fresh.null_q95 > 0 and low == pytest.approx(-high)  # symmetric
+    same = seeded_shift(curves[0], [curves[0]], null_groups=nulls, n_resamples=500,
+                        rng=np.random.default_rng(0))  # fmt: skip
+    assert same.delta == 0.0 and same.margin < 0
+
+
+def test_matched_probe_on_an_unadapted_encoder_reproduces_the_before_curve(probed):
+    """A zero-step adapter merged into the model, probed by the same recipe and seed:
+    the same curve, bit for bit."""
+    model, train, val, pairs, sweep, heads = probed
+    unmoved = adapted_model(model, attach_lora(model, LoraSpec(r=4, alpha=8), seed=0), name="0")
+    ((head, _),) = train_probes(unmoved, train, val, RECIPE, n_classes=2, seeds=[3])
+    assert torch.equal(head.linear.weight, heads[0].linear.weight)
+    again = pooled_sweep(unmoved, pairs, site="encoder.block_write").read(head)
+    before = sweep.read(heads[0])
+    np.testing.assert_array_equal(again.patched, before.patched)
+    np.testing.assert_array_equal(again.source, before.source)
+
+
+def _planted_curve(model) -> dict:
+    from listenkit import sweep
+
+    result = sweep(model, planted_pairs(2, 12, seed=3), "encoder.block_write", progress=False)
+    return {"source": result.clean, "base": result.corrupt, "patched": result.patched,
+            "layers": list(result.layers)}  # fmt: skip
+
+
+def _analysis(curves: dict, null_names=()) -> e3.E3Analysis:
+    n = len(curves["before"]["source"])
+    return e3.E3Analysis(
+        model_name="planted", family="planted", n_layers=4, site="encoder.block_write",
+        ids=[f"p{i}" for i in range(n)], clusters=[f"c{i}" for i in range(n)],
+        curves={"encoder.block_write": curves}, seeds=1, null_names=list(null_names),
+        floor=-np.inf, success={"passed": True, "per_adapter": {}, "criterion": "-"},
+        training={}, secondary={}, manifests={},
+    )  # fmt: skip
+
+
+def _rng(name):
+    return np.random.default_rng(zlib.crc32(name.encode()))
+
+
+def test_positive_control_moves_the_com_on_the_planted_encoder():
+    """The planted listen layer at 2 (before) against a model that reads it through its
+    last block (the late-layer control): the control passes; a control that did not
+    move fails, and the cell is inconclusive with the reason."""
+    before = _planted_curve(planted_model(2))
+    late = _planted_curve(planted_model(2, reads=(1, 4, 3, 2)))
+    assert curve_shape(_ratio(late).value())["com"] > curve_shape(_ratio(before).value())["com"]
+    curves = {"before": before, "after-0": before, "control-late-layer": late,
+              "control-zero-lr": before}  # fmt: skip
+    ok = e3.controls(_analysis(curves), {}, _rng, 1000)
+    assert ok.ok, ok.reason
+    stuck = e3.controls(_analysis(curves | {"control-late-layer": before}), {}, _rng, 1000)
+    assert not stuck.ok and "positive control" in stuck.reason
+
+
+def _ratio(arrays) -> RatioOfMeans:
+    return RatioOfMeans(
+        arrays["patched"] - arrays["base"][:, None], arrays["source"] - arrays["base"]
+    )
+
+
+def test_noise_streams_of_the_three_splits_differ():
+    """asr-noise's train, validation and eval noise come from separate seeds: the same
+    sentence gets different noise in each split."""
+    seeds = PREREG["families"]["asr-noise"]["noise_seeds"]
+    assert len(set(seeds.values())) == 3
+    text = ["The birch canoe slid on the smooth planks."]
+    noises = []
+    for part in ("train", "validation", "eval"):
+        (pair,) = noise_pairs(text, 0.0, "white", seeds[part])
+        noises.append(pair.corrupt.audio - pair.clean.audio)
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert np.corrcoef(noises[a], noises[b])[0, 1] < 0.1
+
+
+def _synthetic(rng, shift: float, seed_noise: float, n_seeds: int):
+    """32 clusters x 3 pairs, 6 layers; readout noise .03 per layer and probe."""
+    layers, clusters = np.arange(1, 7), np.repeat(np.arange(32), 3)
+    profile = np.array([0.57, 0.5, 0.4, 0.3, 0.25, 0.2])
+    gap = rng.lognormal(1, 0.5, clusters.size)
+    common = rng.normal(0, 0.15, (32, 6))[clusters] + rng.normal(0, 0.1, (clusters.size, 6))
+
+    def curve(p, extra=0.0):
+        noise = common + extra * rng.normal(0, 1, common.shape) + rng.normal(0, 0.03, 6)
+        return RatioOfMeans(gap[:, None] * (p + noise), gap)
+
+    before = curve(profile, 0.02)
+    tilt = shift * (layers - 3.5) / 2.5
+    afters = [curve(profile + tilt + rng.normal(0, seed_noise, 6), 0.05) for _ in range(n_seeds)]
+    nulls = [[before] + [curve(profile, 0.02) for _ in range(4)]]
+    return before, afters, nulls, [str(c) for c in clusters]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("shift", "seed_noise", "low", "high"),
+                         [(0.0, 0.1, 0.0, 0.08), (0.2, 0.03, 0.9, 1.0)])  # fmt: skip
+def test_seeded_shift_on_a_planted_null_and_a_planted_shift(shift, seed_noise, low, high):
+    """120 synthetic cells (3 seeds): supported (margin > 0 and every seed's) at most
+    about 5% under no shift, nearly always under a planted tilt."""
+    rng = np.random.default_rng(11)
+    hits = 0
+    for _ in range(120):
+        before, afters, nulls, clusters = _synthetic(rng, shift, seed_noise, 3)
+        r = seeded_shift(before, afters, null_groups=nulls, clusters=clusters, n_resamples=300,
+                         rng=rng)  # fmt: skip
+        hits += r.margin > 0 and min(r.margins_per_seed) > 0
+    assert low <= hits / 120 <= high
+
+
+def test_seeded_shift_undefined_values_count_against():
+    """A curve with no positive layer has no CoM: its resamples count as -inf (lower)."""
+    before = RatioOfMeans(np.ones((6, 3)), np.ones(6))
+    dead = RatioOfMeans(-np.ones((6, 3)), np.ones(6))
+    r = seeded_shift(before, [dead], n_resamples=200, rng=np.random.default_rng(0))
+    assert np.isnan(r.delta) and r.lower == -np.inf and not r.margin > 0
+    assert r.null_q95 == 0.0 and r.null_interval == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same stimuli"):
+        seeded_shift(before, [RatioOfMeans(np.ones((5, 3)), np.ones(5))], n_resamples=10,
+                     rng=np.random.default_rng(0))  # fmt: skip
+
+
+def test_curve_shape_against_a_flat_curve():
+    assert flat_com(6) == pytest.approx(7 / 12)
+    flat = curve_shape(np.ones(6))
+    assert flat["com_minus_flat"] == pytest.approx(0.0) and flat["peak_to_mean"] == 1.0
+    spike = curve_shape(np.array([0, 0, 0, 0, 0, 1.0]))
+    assert spike["com"] == 1.0 and spike["peak_to_mean"] == pytest.approx(6.0)
+
+
+def test_preregistration_v3_e3_is_what_the_code_reads():
+    section = PREREG["e3"]
+    assert section["site"] == "encoder.block_write"
+    assert section["lora_seeds"] == {"smoke": 1, "full": 3}
+    assert section["claims"]["C4"]["also"] == ["every seed's margin > 0"]
+    target = section["controls"]["late_layer_target"].format(last=2)  # 3 layers: 0, 1, 2
+    peft = attach_lora(_random_model(), LoraSpec(r=2, alpha=4, target=target), seed=0)
+    names = [n for n, p in peft.named_parameters() if p.requires_grad]
+    assert names and all("blocks.2.attn.value" in n for n in names)
