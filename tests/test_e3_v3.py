@@ -83,7 +83,9 @@ def _analysis(curves: dict, null_names=()) -> e3.E3Analysis:
         model_name="planted", family="planted", n_layers=4, site="encoder.block_write",
         ids=[f"p{i}" for i in range(n)], clusters=[f"c{i}" for i in range(n)],
         curves={"encoder.block_write": curves}, seeds=1, null_names=list(null_names),
-        floor=-np.inf, success={"passed": True, "per_adapter": {}, "criterion": "-"},
+        floor=-np.inf,
+        success={"passed": True, "per_adapter": {"control-late-layer": {"passed": True}},
+                 "criterion": "-"},
         training={}, secondary={}, manifests={},
     )  # fmt: skip
 
@@ -92,19 +94,30 @@ def _rng(name):
     return np.random.default_rng(zlib.crc32(name.encode()))
 
 
-def test_positive_control_moves_the_com_on_the_planted_encoder():
-    """The planted listen layer at 2 (before) against a model that reads it through its
-    last block (the late-layer control): the control passes; a control that did not
-    move fails, and the cell is inconclusive with the reason."""
+def test_controls_on_the_planted_encoder():
+    """The planted listen layer at 2 (before) against models that read it through their
+    last block (the late-layer control) or their first (the early-layer control): the
+    late one passes C4's rule, the early one does not. A late control that did not move
+    makes a cell whose C4 fails inconclusive (not one whose C4 holds); an early or
+    shuffled control that passes makes any cell inconclusive."""
     before = _planted_curve(planted_model(2))
     late = _planted_curve(planted_model(2, reads=(1, 4, 3, 2)))
+    early = _planted_curve(planted_model(2, reads=(2, 1, 3, 4)))
     assert curve_shape(_ratio(late).value())["com"] > curve_shape(_ratio(before).value())["com"]
     curves = {"before": before, "after-0": before, "control-late-layer": late,
-              "control-zero-lr": before}  # fmt: skip
-    ok = e3.controls(_analysis(curves), {}, _rng, 1000)
+              "control-early-layer": early, "control-shuffled-labels": before,
+              "control-zero-step": before}  # fmt: skip
+    ok = e3.controls(_analysis(curves), {}, _rng, 1000, claim_holds=False)
     assert ok.ok, ok.reason
-    stuck = e3.controls(_analysis(curves | {"control-late-layer": before}), {}, _rng, 1000)
+    assert ok.numbers["control_late_layer_holds"] and not ok.numbers["control_early_layer_holds"]
+    assert ok.numbers["control_zero_step_delta"] == 0.0
+    blind = _analysis(curves | {"control-late-layer": before})
+    stuck = e3.controls(blind, {}, _rng, 1000, claim_holds=False)
     assert not stuck.ok and "positive control" in stuck.reason
+    assert e3.controls(blind, {}, _rng, 1000, claim_holds=True).ok
+    fooled = _analysis(curves | {"control-shuffled-labels": late})
+    wrong = e3.controls(fooled, {}, _rng, 1000, claim_holds=True)
+    assert not wrong.ok and "permuted labels" in wrong.reason
 
 
 def _ratio(arrays) -> RatioOfMeans:
@@ -130,7 +143,7 @@ def test_noise_streams_of_the_three_splits_differ():
 
 def _synthetic(rng, shift: float, seed_noise: float, n_seeds: int):
     """32 clusters x 3 pairs, 6 layers; readout noise .03 per layer and probe."""
-    layers, clusters = np.arange(1, 7), np.repeat(np.arange(32), 3)
+    clusters = np.repeat(np.arange(32), 3)
     profile = np.array([0.57, 0.5, 0.4, 0.3, 0.25, 0.2])
     gap = rng.lognormal(1, 0.5, clusters.size)
     common = rng.normal(0, 0.15, (32, 6))[clusters] + rng.normal(0, 0.1, (clusters.size, 6))
@@ -140,25 +153,25 @@ def _synthetic(rng, shift: float, seed_noise: float, n_seeds: int):
         return RatioOfMeans(gap[:, None] * (p + noise), gap)
 
     before = curve(profile, 0.02)
-    tilt = shift * (layers - 3.5) / 2.5
-    afters = [curve(profile + tilt + rng.normal(0, seed_noise, 6), 0.05) for _ in range(n_seeds)]
+    moved = (1 - shift) * profile + shift * profile[::-1]  # shift 1: the peak at the last layer
+    afters = [curve(moved + rng.normal(0, seed_noise, 6), 0.05) for _ in range(n_seeds)]
     nulls = [[before] + [curve(profile, 0.02) for _ in range(4)]]
     return before, afters, nulls, [str(c) for c in clusters]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("shift", "seed_noise", "low", "high"),
-                         [(0.0, 0.1, 0.0, 0.08), (0.2, 0.03, 0.9, 1.0)])  # fmt: skip
+                         [(0.0, 0.1, 0.0, 0.08), (1.0, 0.03, 0.9, 1.0)])  # fmt: skip
 def test_seeded_shift_on_a_planted_null_and_a_planted_shift(shift, seed_noise, low, high):
-    """120 synthetic cells (3 seeds): supported (margin > 0 and every seed's) at most
-    about 5% under no shift, nearly always under a planted tilt."""
+    """120 synthetic cells (3 seeds): C4's rule holds at most about 5% of the time under
+    no shift, nearly always when the peak moved to the last layer."""
     rng = np.random.default_rng(11)
     hits = 0
     for _ in range(120):
         before, afters, nulls, clusters = _synthetic(rng, shift, seed_noise, 3)
         r = seeded_shift(before, afters, null_groups=nulls, clusters=clusters, n_resamples=300,
                          rng=rng)  # fmt: skip
-        hits += r.margin > 0 and min(r.margins_per_seed) > 0
+        hits += r.holds()
     assert low <= hits / 120 <= high
 
 
@@ -186,8 +199,11 @@ def test_preregistration_v3_e3_is_what_the_code_reads():
     section = PREREG["e3"]
     assert section["site"] == "encoder.block_write"
     assert section["lora_seeds"] == {"smoke": 1, "full": 3}
-    assert section["claims"]["C4"]["also"] == ["every seed's margin > 0"]
-    target = section["controls"]["late_layer_target"].format(last=2)  # 3 layers: 0, 1, 2
+    assert section["claims"]["C4"]["also"] == [
+        "every seed's margin > 0",
+        "the after curve lies deeper than a flat one",
+    ]
+    target = section["controls"]["layer_target"].format(layer=2)  # 3 layers: 0, 1, 2
     peft = attach_lora(_random_model(), LoraSpec(r=2, alpha=4, target=target), seed=0)
     names = [n for n, p in peft.named_parameters() if p.requires_grad]
     assert names and all("blocks.2.attn.value" in n for n in names)
