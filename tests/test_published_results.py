@@ -1,8 +1,7 @@
 """Published full-profile results (``results/<date>-full/``) are complete and readable
-offline (the report embeds its plots), and the README shows the newest ones: its table
-is the merged ledgers of the newest pre-registration version that has published results;
-while the current version has none yet, the README says that its results are pending.
-Older versions' folders stay as history."""
+offline (the report embeds its plots, and opens with the scorecard), and the README's
+scorecard is generated from them: each claim at the newest pre-registration version
+published for it. Older versions' folders stay as history."""
 
 from __future__ import annotations
 
@@ -25,12 +24,6 @@ def _version(folder: Path) -> int:
     return json.loads((folder / "verdicts.json").read_text())["preregistration_version"]
 
 
-def newest_published() -> list[Path]:
-    """The published folders of the newest pre-registration version among them."""
-    newest = max(_version(p) for p in PUBLISHED)
-    return [p for p in PUBLISHED if _version(p) == newest]
-
-
 @pytest.mark.parametrize("folder", PUBLISHED, ids=[p.name for p in PUBLISHED])
 def test_published_results_are_consistent_and_complete(folder):
     ledger = json.loads((folder / "verdicts.json").read_text())
@@ -48,25 +41,36 @@ def test_published_results_are_consistent_and_complete(folder):
     assert not list(folder.rglob("*.npy")), "no stimulus audio in published results"
 
 
-def test_the_readme_verdict_table_is_the_published_ledgers():
-    """The README's verdict table is generated from the newest published ledgers, never
-    typed: it equals ``listenkit report <those folders> --markdown`` (merged); when they
-    are older than the current pre-registration, the README says the current version's
-    results are pending."""
-    from listenkit.report.ledger_table import load_ledger, markdown_matrix, merge_ledgers
+def test_the_readme_scorecard_is_the_published_ledgers():
+    """The README's scorecard is generated from every published ledger (each claim at
+    the newest pre-registration version published for it, the version in its row),
+    never typed: it equals ``listenkit report results/*-full --scorecard``."""
+    from listenkit.report.ledger_table import load_ledger
+    from listenkit.report.scorecard import load_mapping, markdown_scorecard
 
     readme = (RESULTS.parent / "README.md").read_text()
-    start, end = "<!-- verdicts:generated -->\n", "<!-- verdicts:end -->"
-    assert start in readme and end in readme, "the README has lost its generated verdict table"
+    start, end = "<!-- scorecard:generated -->\n", "<!-- scorecard:end -->"
+    assert start in readme and end in readme, "the README has lost its generated scorecard"
     block = readme.split(start, 1)[1].split(end, 1)[0]
-    expected = markdown_matrix(merge_ledgers([load_ledger(p) for p in newest_published()]))
-    current, shown = preregistration()["version"], _version(newest_published()[0])
-    if shown < current:
-        assert f"Version {current} results are pending" in readme, (
-            f"the README shows version {shown} results while the pre-registration is at "
-            f"version {current}: say 'Version {current} results are pending' next to the table"
-        )
+    mapping = load_mapping(RESULTS.parent / "claims" / "scorecard.toml")
+    expected = markdown_scorecard([load_ledger(p) for p in PUBLISHED], mapping)
     assert block.strip() == expected.strip(), (
-        "the README's verdict table differs from the published ledgers: paste the output "
-        "of `listenkit report results/*-full --markdown` between its markers"
+        "the README's scorecard differs from the published ledgers: paste the output of "
+        "`listenkit report results/*-full --scorecard` between its markers"
     )
+
+
+def test_the_scorecard_covers_every_preregistered_claim():
+    from listenkit.report.scorecard import load_mapping
+
+    mapping = load_mapping(RESULTS.parent / "claims" / "scorecard.toml")
+    prereg = preregistration()
+    claims = {c for e in ("e1", "e2", "e3", "e4") for c in prereg[e]["claims"]}
+    assert claims == {row["id"] for row in mapping["claim"]}
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=[p.name for p in PUBLISHED])
+def test_the_published_index_opens_with_the_scorecard(folder):
+    page = (folder / "index.html").read_text()
+    assert '<section id="scorecard">' in page
+    assert page.index('<section id="scorecard">') < page.index("<h3>")  # before every cell

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from listenkit.report.ledger_table import cell_anchor, html_matrix
+from listenkit.report.scorecard import html_scorecard, load_mapping
 
 __all__ = ["cell_block", "summary_blocks"]
 
@@ -46,8 +47,12 @@ def cell_block(entry: Mapping[str, Any], spec: Mapping[str, Any], plot: str | No
 
 
 def summary_blocks(ledger: Mapping[str, Any] | None, profile: str, preregistration: str) -> list:
-    """The report's head: the verdict matrix, the profile, how to read a verdict."""
+    """The report's head: the scorecard (when ``scorecard.toml`` sits beside the
+    pre-registration), the verdict matrix, the profile, how to read a verdict."""
     blocks = []
+    mapping = Path(preregistration).with_name("scorecard.toml")
+    if ledger is not None and mapping.is_file():
+        blocks.append(html_scorecard([ledger], load_mapping(mapping)))
     if ledger is not None:
         blocks.append(
             f"<h2>Verdicts (pre-registration version {ledger['preregistration_version']}, "

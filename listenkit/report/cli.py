@@ -175,6 +175,17 @@ def _gc_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scorecard_mapping(args: argparse.Namespace) -> dict | None:
+    """The scorecard's words and predictions (``--mapping``; default
+    ``claims/scorecard.toml`` when it exists), or None."""
+    from listenkit.report.scorecard import load_mapping
+
+    path = Path(args.mapping) if args.mapping else Path("claims/scorecard.toml")
+    if args.mapping or path.is_file():
+        return load_mapping(path)
+    return None
+
+
 def _report_command(args: argparse.Namespace) -> int:
     if args.publish:
         copied = publish_run(args.ledgers[0], args.publish)
@@ -187,12 +198,18 @@ def _report_command(args: argparse.Namespace) -> int:
         print(f"redrew {len(drawn)} plots from their evidence in {args.ledgers[0]}")
         if not args.html:
             return 0
+    mapping = _scorecard_mapping(args)
     if args.html:
         from listenkit.report.static_page import render_run
 
-        print(f"wrote {render_run(args.ledgers[0])}")
+        print(f"wrote {render_run(args.ledgers[0], scorecard=mapping)}")
         return 0
     ledgers = [load_ledger(path) for path in args.ledgers]
+    if args.scorecard:
+        from listenkit.report.scorecard import markdown_scorecard
+
+        print(markdown_scorecard(ledgers, mapping or {}), end="")
+        return 0
     if args.compare:
         if len(ledgers) != 2:
             print("--compare needs two ledgers: OLD NEW", file=sys.stderr)
@@ -293,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--publish", metavar="DIR", help="copy the run's ledger, report and evidence to DIR"
     )
+    report.add_argument(
+        "--scorecard", action="store_true",
+        help="print the scorecard: one row per claim of the paper (words, prediction, "
+        "verdicts), from every ledger given",
+    )  # fmt: skip
+    report.add_argument(
+        "--mapping", metavar="TOML",
+        help="the scorecard's words and predictions (default: claims/scorecard.toml)",
+    )  # fmt: skip
     return parser
 
 

@@ -2,7 +2,8 @@
 
     listenkit report results/2026-11-27-full --html
 
-Writes ``<run>/index.html``: the verdict matrix first (profile, pre-registration
+Writes ``<run>/index.html``: the scorecard first (with the mapping of
+``claims/scorecard.toml``), then the verdict matrix (profile, pre-registration
 version), then one section per claim cell: statement, verdict, the one-line finding,
 the numbers of the ledger entry and the evidence plot at full width (click to
 enlarge), all embedded so the page opens offline. It re-renders a published run
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from listenkit.report.ledger_table import cell_anchor, html_matrix, load_ledger
+from listenkit.report.scorecard import html_scorecard
 
 __all__ = ["render_run"]
 
@@ -34,15 +38,19 @@ def _statement(folder: Path, entry: dict) -> str:
     return ""
 
 
-def render_run(run: str | Path, out: str | Path | None = None) -> Path:
+def render_run(
+    run: str | Path, out: str | Path | None = None, *, scorecard: Mapping[str, Any] | None = None
+) -> Path:
     """Render ``run`` (a folder with ``verdicts.json``) to ``out`` (default
-    ``<run>/index.html``); returns the path written."""
+    ``<run>/index.html``), the scorecard first when its mapping is given; returns the
+    path written."""
     folder = Path(run)
     ledger = load_ledger(folder)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>listenkit verdicts: "
         f"{escape(folder.name)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Verdicts: {escape(folder.name)}</h1>",
+        html_scorecard([ledger], scorecard) if scorecard else "",
         f"<p><b>{escape(ledger['profile'])} profile</b>"
         + (" (underpowered)" if ledger["profile"] == "smoke" else "")
         + f", pre-registration version {escape(str(ledger['preregistration_version']))}; "
