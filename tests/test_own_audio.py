@@ -110,3 +110,61 @@ def test_every_command_line_option_has_help_text():
         missing = [a.option_strings[0] for a in command._actions
                    if a.option_strings and a.dest != "help" and not a.help]  # fmt: skip
         assert not missing, f"listenkit {name}: no help for {missing}"
+
+
+def _write_conflicts(folder, stimuli, *, with_conflict_audio=True):
+    """ALME JSONL records for ``stimuli``, their audio as wav files beside it."""
+    folder.mkdir()
+    lines = []
+    for i, s in enumerate(stimuli):
+        soundfile.write(folder / f"ref{i}.wav", s.ref_audio.audio, 16_000)
+        soundfile.write(folder / f"conflict{i}.wav", s.conflict_audio.audio, 16_000)
+        record = {"stimulus_id": s.stimulus_id, "language": "en", "audio_path": f"ref{i}.wav",
+                  "ref_text": s.ref_text, "conflict_text": s.conflict_text,
+                  "question": {"question_text": s.question.question_text,
+                               "choices": list(s.question.choices),
+                               "correct_answer": s.question.correct_answer,
+                               "flip_type": s.question.flip_type}}  # fmt: skip
+        if with_conflict_audio:
+            record["conflict_audio_path"] = f"conflict{i}.wav"
+        lines.append(json.dumps(record))
+    (folder / "conflicts.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "conflicts.jsonl"
+
+
+@pytest.fixture(scope="module")
+def conflicts():
+    """Five built-in conflicts (Piper joe speaks both texts), one per flip type."""
+    import listenkit
+    from listenkit.stimuli.families import CONFLICT_FAMILIES, conflict_family
+
+    model = listenkit.load_model("whisper-tiny.en")
+    _, stimuli = conflict_family(CONFLICT_FAMILIES["conflict"], 1, encode=model.text_tokens,
+                                 tokenizer_name=model.name, seed=3)  # fmt: skip
+    return list(stimuli)
+
+
+def test_gc_runs_on_your_own_alme_jsonl(tmp_path, conflicts, capsys):
+    jsonl = _write_conflicts(tmp_path / "mine", conflicts)
+    out = tmp_path / "out"
+    code = cli_main(["gc", "--model", "whisper-tiny.en", "--conflicts", str(jsonl),
+                     "--out", str(out), "--resamples", "200", "--quiet"])  # fmt: skip
+    assert code == 0
+    assert f"{len(conflicts)} of {len(conflicts)} conflicts" in capsys.readouterr().err
+    result = json.loads((out / "gc.json").read_text())
+    assert sorted(result["ids"]) == sorted(s.stimulus_id for s in conflicts)
+    assert (out / "gc_curve.csv").is_file()
+
+
+def test_gc_on_own_conflicts_says_what_is_missing(tmp_path, conflicts, capsys):
+    assert cli_main(["gc", "--conflicts", str(tmp_path / "none.jsonl"), "--out", "x"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    jsonl = _write_conflicts(tmp_path / "bare", conflicts[:2], with_conflict_audio=False)
+    code = cli_main(["gc", "--model", "whisper-tiny.en", "--conflicts", str(jsonl),
+                     "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2
+    assert "conflict_audio_path" in capsys.readouterr().err
+    (tmp_path / "bare" / "ref0.wav").write_bytes(b"not audio")
+    code = cli_main(["gc", "--model", "whisper-tiny.en", "--conflicts", str(jsonl),
+                     "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2 and "ref0.wav" in capsys.readouterr().err

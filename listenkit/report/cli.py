@@ -129,15 +129,53 @@ def _sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _own_conflicts(args: argparse.Namespace, model) -> list:
+    """The conflicts of ``--conflicts`` (ALME JSONL, audio under ``--audio-root``), those
+    whose flip the model's tokenizer cannot align set aside (and said)."""
+    from listenkit.stimuli.conflict import align_flip
+    from listenkit.stimuli.loaders import load_alme_jsonl
+
+    path = Path(args.conflicts)
+    stimuli = load_alme_jsonl(path, args.audio_root or path.parent)
+    missing = [s.stimulus_id for s in stimuli if s.conflict_audio is None]
+    if missing:
+        raise ValueError(
+            f"{path}: {len(missing)} record(s) without conflict_audio_path (e.g. "
+            f"{missing[0]!r}): Whisper's audio-stream patch needs a recording of conflict_text"
+        )
+    usable = []
+    for s in stimuli:
+        aligned = align_flip(s.ref_text, s.conflict_text, model.text_tokens)
+        if aligned.aligned:
+            usable.append(s)
+        else:
+            print(f"{s.stimulus_id}: set aside ({aligned.reason})", file=sys.stderr)
+    if not usable:
+        raise ValueError(f"{path}: no record's flip aligns under {model.name}'s tokenizer")
+    print(f"{len(usable)} of {len(stimuli)} conflicts from {path}", file=sys.stderr)
+    return usable
+
+
 def _gc_command(args: argparse.Namespace) -> int:
+    if args.conflicts and not Path(args.conflicts).is_file():
+        print(f"error: --conflicts {args.conflicts}: no such file", file=sys.stderr)
+        return 2
     model = listenkit.load_model(args.model)
-    _, stimuli = conflict_family(
-        CONFLICT_FAMILIES[args.family],
-        args.per_flip_type,
-        encode=model.text_tokens,
-        tokenizer_name=model.name,
-        seed=args.seed,
-    )
+    if args.conflicts:
+        try:
+            stimuli = _own_conflicts(args, model)
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        args.family = Path(args.conflicts).stem
+    else:
+        _, stimuli = conflict_family(
+            CONFLICT_FAMILIES[args.family],
+            args.per_flip_type,
+            encode=model.text_tokens,
+            tokenizer_name=model.name,
+            seed=args.seed,
+        )
     result = grounding_sweep(
         model, stimuli, floor=args.floor, batch_size=args.batch_size, progress=not args.quiet
     )
@@ -285,6 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the built-in audio-text conflicts (ALME schema), clean or with noise",
     )  # fmt: skip
     gc.add_argument("--per-flip-type", type=int, default=10, help="stimuli per flip type")
+    gc.add_argument(
+        "--conflicts", metavar="JSONL",
+        help="your own conflicts instead of --family: ALME JSONL records (stimulus_id, "
+        "language, audio_path, ref_text, conflict_text, question) plus conflict_audio_path, "
+        "a recording of conflict_text",
+    )  # fmt: skip
+    gc.add_argument(
+        "--audio-root", metavar="DIR",
+        help="where --conflicts' audio paths start (default: the JSONL's folder)",
+    )  # fmt: skip
     gc.add_argument("--out", required=True, help="output directory")
     gc.add_argument("--floor", type=float, default=1.0, help="exclusion floors (nats)")
     _run_options(gc, seed="stimulus and bootstrap seed", unit="stimuli")

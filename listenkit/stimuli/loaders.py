@@ -52,8 +52,9 @@ def load_alme_jsonl(
 ) -> list[ConflictStimulus]:
     """Real ALME items: each line has stimulus_id, language, audio_path (relative to a
     Common Voice root), ref_text, conflict_text and question {question_text, choices,
-    correct_answer, flip_type}. The Common Voice clip becomes ``ref_audio``; ALME has no
-    audio of ``conflict_text`` (``conflict_audio`` stays None)."""
+    correct_answer, flip_type}. The Common Voice clip becomes ``ref_audio``. ALME has no
+    audio of ``conflict_text``: a record may add ``conflict_audio_path`` (relative to the
+    same root), which becomes ``conflict_audio``; without it that stays None."""
     jsonl = Path(jsonl)
     if not jsonl.is_file():
         raise FileNotFoundError(f"ALME file not found: {jsonl}")
@@ -66,13 +67,19 @@ def load_alme_jsonl(
             q = record["question"]
             if language is not None and record["language"] != language:
                 continue
-            ref_audio = None
+            ref_audio = conflict_audio = None
             if common_voice_root is not None:
                 ref_audio = load_audio_file(
                     Path(common_voice_root) / record["audio_path"],
                     text=record["ref_text"],
                     id=f"{record['stimulus_id']}/ref",
                 )
+                if record.get("conflict_audio_path"):
+                    conflict_audio = load_audio_file(
+                        Path(common_voice_root) / record["conflict_audio_path"],
+                        text=record["conflict_text"],
+                        id=f"{record['stimulus_id']}/conflict",
+                    )
             out.append(
                 ConflictStimulus(
                     stimulus_id=str(record["stimulus_id"]),
@@ -87,6 +94,7 @@ def load_alme_jsonl(
                         flip_type=q["flip_type"],
                     ),
                     ref_audio=ref_audio,
+                    conflict_audio=conflict_audio,
                     meta={"source": str(jsonl), "line": number},
                 )
             )
