@@ -52,7 +52,7 @@ def summary_blocks(ledger: Mapping[str, Any] | None, profile: str, preregistrati
     blocks = []
     mapping = Path(preregistration).with_name("scorecard.toml")
     if ledger is not None and mapping.is_file():
-        blocks.append(html_scorecard([ledger], load_mapping(mapping)))
+        blocks.append(html_scorecard([ledger], load_mapping(mapping), missing="not in this run"))
     if ledger is not None:
         blocks.append(
             f"<h2>Verdicts (pre-registration version {ledger['preregistration_version']}, "

@@ -50,10 +50,10 @@ class ScorecardRow:
     version: int | None
     cells: dict[str, list[tuple[str, str, str]]]  # model -> [(family, verdict, observed)]
 
-    def finding(self) -> str:
+    def finding(self, missing: str = "no published verdict yet") -> str:
         verdicts = [v for cells in self.cells.values() for _, v, _ in cells]
         if not verdicts:
-            return "no published verdict yet"
+            return missing
         counts = {v: verdicts.count(v) for v in MARK if verdicts.count(v)}
         return ", ".join(f"{k} in {n} of {len(verdicts)}" for k, n in counts.items())
 
@@ -113,8 +113,14 @@ def markdown_scorecard(ledgers: Sequence[Mapping[str, Any]], mapping: Mapping[st
     return "\n".join(lines).rstrip() + "\n"
 
 
-def html_scorecard(ledgers: Sequence[Mapping[str, Any]], mapping: Mapping[str, Any]) -> str:
-    """The same table as an HTML fragment (``<section id="scorecard">``)."""
+def html_scorecard(
+    ledgers: Sequence[Mapping[str, Any]],
+    mapping: Mapping[str, Any],
+    *,
+    missing: str = "no published verdict yet",
+) -> str:
+    """The same table as an HTML fragment (``<section id="scorecard">``); ``missing``:
+    the finding of a claim without a verdict in ``ledgers``."""
     table = rows(ledgers, mapping)
     models = _models(table)
     e = html.escape
@@ -125,7 +131,7 @@ def html_scorecard(ledgers: Sequence[Mapping[str, Any]], mapping: Mapping[str, A
         cells = "".join(f"<td>{e(_cell_text(r.cells.get(m, [])))}</td>" for m in models)
         body.append(f"<tr><td><b>{e(r.claim)}</b>{version}</td><td>&ldquo;{e(r.words)}&rdquo; "
                     f"<small>({e(r.section)})</small></td><td>{e(r.predicts)}</td>{cells}"
-                    f"<td>{e(r.finding())}</td></tr>")  # fmt: skip
+                    f"<td>{e(r.finding(missing))}</td></tr>")  # fmt: skip
     return (
         f'<section id="scorecard"><h2>Scorecard: {e(mapping.get("title", "the claims"))}</h2>'
         f"<table><tr><th>claim</th><th>the pitch's words</th><th>predicts here</th>{head}"

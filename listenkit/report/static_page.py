@@ -50,7 +50,7 @@ def render_run(
         f"<!doctype html><html><head><meta charset='utf-8'><title>listenkit verdicts: "
         f"{escape(folder.name)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Verdicts: {escape(folder.name)}</h1>",
-        html_scorecard([ledger], scorecard) if scorecard else "",
+        html_scorecard([ledger], scorecard, missing="not in this run") if scorecard else "",
         f"<p><b>{escape(ledger['profile'])} profile</b>"
         + (" (underpowered)" if ledger["profile"] == "smoke" else "")
         + f", pre-registration version {escape(str(ledger['preregistration_version']))}; "
