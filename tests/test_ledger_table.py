@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -96,9 +97,11 @@ def test_html_page_puts_the_matrix_first_and_embeds_every_plot(tmp_path):
         json.dumps({"statement": "A sharp causal peak"})
     )
     (run / "C1" / "whisper-base-noise" / "plot.png").write_bytes(b"\x89PNG fake")
-    assert cli_main(["report", str(run), "--html"]) == 0
+    mapping = Path(__file__).resolve().parent.parent / "claims" / "scorecard.toml"
+    assert cli_main(["report", str(run), "--html", "--mapping", str(mapping)]) == 0
     page = (run / "index.html").read_text()
-    assert page.index("verdict-matrix") < page.index("<section")
+    assert page.index('id="scorecard"') < page.index("verdict-matrix")  # the scorecard first
+    assert page.index("verdict-matrix") < page.index('<section id="C1')
     assert "A sharp causal peak" in page and page.count("data:image/png;base64,") == 2
     assert 'id="C1-whisper-base-noise"' in page and 'href="#C1-whisper-base-noise"' in page
 

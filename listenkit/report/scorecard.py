@@ -60,7 +60,12 @@ class ScorecardRow:
 
 def rows(ledgers: Sequence[Mapping[str, Any]], mapping: Mapping[str, Any]) -> list[ScorecardRow]:
     """The scorecard rows, in the mapping's order, from every published ledger."""
-    entries = [e for ledger in ledgers for e in ledger["claims"] if e["verdict"] != "skipped"]
+    entries = [
+        {"preregistration_version": ledger.get("preregistration_version")} | e
+        for ledger in ledgers
+        for e in ledger["claims"]
+        if e["verdict"] != "skipped"
+    ]
     out = []
     for claim in mapping.get("claim", []):
         mine = [e for e in entries if e["claim"] == claim["id"]]
