@@ -204,6 +204,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         cell = _cell_id(item)
         if cell is None:
             return 0.0
+        if session.prereg.not_in_profile(cell, session.profile) is not None:
+            return 0.0  # skipped at once: last, so no worker queues two long cells behind it
         value = config.hook.pytest_listenkit_scheduling_cost(cell=cell)
         return float(value) if value is not None else 1.0
 
