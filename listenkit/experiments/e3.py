@@ -43,7 +43,7 @@ from listenkit.analyses.adaptation.readout import (
 )
 from listenkit.analyses.adaptation.training import (
     Recipe,
-    accuracy_of,
+    accuracies_of,
     adapted,
     corpus_wer,
     train_asr,
@@ -254,9 +254,7 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
                 heads["joint"] = joint_head
             out = {
                 "curves": {},
-                "accuracy": {
-                    h: accuracy_of(encoder_model, head, held_out) for h, head in heads.items()
-                },
+                "accuracy": accuracies_of(encoder_model, heads, held_out),
                 "probe_logs": {f"probe-{k}": log.to_dict() for k, (_, log) in enumerate(probes)},
             }
             for site in _sites(section, control):

@@ -14,13 +14,14 @@ undefined (NaN) values are skipped (``nan_argmax``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 __all__ = [
     "BLOCK",
     "as_rows",
+    "cluster_onehot",
     "nan_argmax",
     "percentile_interval",
     "resample_counts",
@@ -84,3 +85,15 @@ def seeded_generator(seed: int, *keys: str) -> np.random.Generator:
     ``whisper-base`` no longer share a prefix-derived seed)."""
     material = "\x1f".join([str(int(seed)), *(str(k) for k in keys)]).encode()
     return np.random.default_rng(int.from_bytes(hashlib.sha256(material).digest(), "little"))
+
+
+def cluster_onehot(clusters: Sequence[str] | None, n: int) -> np.ndarray:
+    """``[clusters, n]`` indicator of each stimulus's cluster (``None``: every stimulus its
+    own); ``counts @ onehot`` turns resampled cluster counts into row counts."""
+    labels = list(range(n)) if clusters is None else [str(c) for c in clusters]
+    if len(labels) != n:
+        raise ValueError(f"need one cluster label per stimulus: {len(labels)} vs {n}")
+    _, index = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    onehot = np.zeros((int(index.max()) + 1 if n else 0, n))
+    onehot[index, np.arange(n)] = 1.0
+    return onehot

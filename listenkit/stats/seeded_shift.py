@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from listenkit.stats.ratio import RatioOfMeans, as_ratio
-from listenkit.stats.resampling import resample_counts
+from listenkit.stats.resampling import cluster_onehot, resample_counts
 from listenkit.stats.shift import centre_of_mass
 
 __all__ = ["SeededShift", "curve_shape", "flat_com", "seeded_shift"]
@@ -109,16 +109,6 @@ def _quantile(values: np.ndarray, q: float, *, undefined: float, axis: int | Non
     return np.percentile(values, q, axis=axis, method="lower" if undefined < 0 else "higher")
 
 
-def _cluster_onehot(clusters: Sequence[str] | None, n: int) -> np.ndarray:
-    labels = list(range(n)) if clusters is None else [str(c) for c in clusters]
-    if len(labels) != n:
-        raise ValueError(f"need one cluster label per stimulus: {len(labels)} vs {n}")
-    names, index = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
-    onehot = np.zeros((len(names), n))
-    onehot[index, np.arange(n)] = 1.0
-    return onehot
-
-
 def seeded_shift(
     before: RatioOfMeans | np.ndarray,
     afters: Sequence[RatioOfMeans | np.ndarray],
@@ -145,7 +135,7 @@ def seeded_shift(
                 f"every curve must hold the same stimuli and layers: {r.num.shape} vs "
                 f"{before.num.shape}"
             )
-    onehot = _cluster_onehot(clusters, before.n)
+    onehot = cluster_onehot(clusters, before.n)
     n_seeds = len(afters)
     com_b = float(centre_of_mass(before.value()))
     per_seed = [float(centre_of_mass(a.value())) - com_b for a in afters]

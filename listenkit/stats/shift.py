@@ -19,7 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from listenkit.stats.ratio import RatioOfMeans, as_ratio
-from listenkit.stats.resampling import nan_argmax, percentile_interval, resample_counts
+from listenkit.stats.resampling import (
+    cluster_onehot,
+    nan_argmax,
+    percentile_interval,
+    resample_counts,
+)
 
 __all__ = ["ShiftTest", "centre_of_mass", "paired_shift"]
 
@@ -81,15 +86,10 @@ def paired_shift(
             f"before and after must hold the same stimuli and layers: {before.num.shape} vs "
             f"{after.num.shape}"
         )
-    labels = list(range(before.n)) if clusters is None else list(clusters)
-    if len(labels) != before.n:
-        raise ValueError(f"need one cluster label per stimulus: {len(labels)} vs {before.n}")
-    names, index = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
-    onehot = np.zeros((len(names), before.n))
-    onehot[index, np.arange(before.n)] = 1.0
+    onehot = cluster_onehot(clusters, before.n)
     com_b, com_a = (float(centre_of_mass(r.value())) for r in (before, after))
     deltas, later = [], []
-    for counts in resample_counts(len(names), n_resamples, rng):
+    for counts in resample_counts(len(onehot), n_resamples, rng):
         rows = counts @ onehot  # cluster counts -> row counts
         e_b, e_a = before.resampled(rows), after.resampled(rows)
         deltas.append(centre_of_mass(e_a) - centre_of_mass(e_b))
@@ -107,7 +107,7 @@ def paired_shift(
         l_star_after=int(nan_argmax(after.value())) + 1,
         p_l_star_later=float(np.mean(np.concatenate(later))),
         n_stimuli=before.n,
-        n_clusters=len(names),
+        n_clusters=len(onehot),
         n_resamples=n_resamples,
         delta_samples=samples,
     )

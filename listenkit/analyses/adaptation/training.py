@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import jiwer
@@ -37,6 +37,7 @@ from listenkit.stimuli.types import Utterance
 __all__ = [
     "Recipe",
     "TrainingLog",
+    "accuracies_of",
     "accuracy",
     "accuracy_of",
     "adapted",
@@ -184,10 +185,22 @@ def accuracy_of(
     model: SpeechModel, head: ProsodyHead, utterances: Sequence[Utterance], *, batch_size: int = 8
 ) -> float:
     """Accuracy of ``head`` on ``model``'s pooled encoder output (labels in ``meta``)."""
+    return accuracies_of(model, {"head": head}, utterances, batch_size=batch_size)["head"]
+
+
+def accuracies_of(
+    model: SpeechModel,
+    heads: Mapping[str, ProsodyHead],
+    utterances: Sequence[Utterance],
+    *,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """``accuracy_of`` for several heads, from one pass over the utterances."""
     _check(utterances, "evaluation", True)
     features = _encode_all(model.module.encoder, model, utterances, batch_size)
+    labels = [int(u.meta["label"]) for u in utterances]
     with torch.no_grad():
-        return accuracy(head.linear(features), [int(u.meta["label"]) for u in utterances])
+        return {name: accuracy(head.linear(features), labels) for name, head in heads.items()}
 
 
 def train_probes(
