@@ -125,3 +125,69 @@ def test_several_runs_merge_into_one_matrix(tmp_path, capsys):
     assert cli_main(["report", str(tmp_path / "old.json"), str(tmp_path / "e3.json"),
                      "--markdown"]) == 2  # fmt: skip
     assert "different preregistration_versions" in capsys.readouterr().err
+
+
+WHATS = [
+    (2, 12, "C1 uses ratios of means over the pairs past the floor."),
+    (2, 13, "E1 (the listen layer): voices aligned in time, so a pair differs by voice only."),
+    (2, 14, "Fresh stimuli for every experiment: a new seed and a new split salt."),
+    (2, 15, "C1-sharp is cross-fitted on two halves of the stimuli."),
+    (1, 9, "C1 was first registered with a threshold of 0.95 on P_boot."),
+]
+PREREGISTRATION = {
+    "amendments": [{"version": v, "issue": i, "what": w} for v, i, w in WHATS],
+    "e1": {"claims": {"C1": {}, "C1-sharp": {}}},
+    "e2": {"claims": {"C5a": {}}},
+}  # fmt: skip
+
+
+def test_compare_markdown_gives_both_findings_and_the_amendments_that_name_the_claim():
+    from listenkit.report.verdict_changes import amendments_from, markdown_changes
+
+    old = {**OLD, "claims": [*OLD["claims"], _entry("C5a", "whisper-base", "noise", "skipped")]}
+    c2 = _entry("C2", "whisper-base", "noise", "supported", 1.0)
+    new = {**NEW, "claims": [*NEW["claims"][:2], c2]}
+    new["claims"][1] = {**new["claims"][1], "message": "inconclusive: 9 pairs past the floor"}
+    amendments, experiment_of = amendments_from(PREREGISTRATION)
+    assert experiment_of == {"C1": "E1", "C1-sharp": "E1", "C5a": "E2"}
+    assert amendments[3].names == {"C1-sharp"}  # not C1
+    text = markdown_changes(old, new, amendments, experiment_of)
+    assert "| C1 | whisper-base | noise | supported (0.998) | supported (0.97) |  |" in text
+    assert "| C1 | whisper-base | voice | not supported (0.84) | inconclusive | changed |" in text
+    assert "Not in the v2 ledgers given: C5a." in text  # a claim only one side ran
+    assert "Only in the v2 ledgers given: C2." in text
+    assert "| C2 |" not in text
+    why = text.split("## Why")[1]
+    assert "observed 0.84, threshold 0.95" in why  # a ledger entry without a message
+    assert "v2: inconclusive: 9 pairs past the floor" in why
+    assert "amendment 1 (v2, issue 12): C1 uses ratios" in why  # names the claim
+    assert "amendment 2 (v2, issue 13): E1 (the listen layer)" in why  # names its experiment
+    assert "amendment 4" not in why  # names C1-sharp, not C1
+    assert "amendment 5" not in why  # version 1: before the old ledger's
+    general = why.split("apply to every claim")[1]
+    assert "amendment 3 (v2, issue 14): Fresh stimuli" in general
+
+
+def test_compare_groups_ledgers_by_version(tmp_path, capsys):
+    from listenkit.report.verdict_changes import by_version
+
+    half = {**NEW, "claims": NEW["claims"][:1]}
+    other = {**NEW, "claims": NEW["claims"][1:]}
+    old, new = by_version([half, OLD, other])
+    assert old is not None and old["preregistration_version"] == 1
+    assert len(new["claims"]) == 3  # v2's two runs merged
+    v3 = {**NEW, "preregistration_version": 3}
+    with pytest.raises(ValueError, match="exactly two pre-registration versions"):
+        by_version([OLD, NEW, v3])
+    for name, ledger in (("a", half), ("b", OLD), ("c", other)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(ledger))
+    (tmp_path / "pre.toml").write_text(
+        '[[amendments]]\nversion = 2\nissue = 1\nwhat = "C1 changed."\n'
+    )
+    args = ["report", *(str(tmp_path / f"{n}.json") for n in "abc"), "--compare"]
+    assert cli_main(args) == 0
+    assert "C1 whisper-base voice: not supported -> inconclusive" in capsys.readouterr().out
+    assert cli_main([*args, "--markdown", "--preregistration", str(tmp_path / "pre.toml")]) == 0
+    assert "amendment 1 (v2, issue 1): C1 changed." in capsys.readouterr().out
+    assert cli_main([*args, "--markdown", "--preregistration", str(tmp_path / "no.toml")]) == 2
+    assert "no pre-registration file" in capsys.readouterr().err

@@ -13,9 +13,11 @@ writes ``DIR/gc.json`` (per-stimulus margins of every run), ``DIR/gc_curve.csv``
 
     listenkit report reports/verdicts.json --markdown
     listenkit report OLD/verdicts.json NEW/verdicts.json --compare
+    listenkit report results/2026-11-27-full results/2026-12-03-v3-e2-full --compare --markdown
     listenkit report results/2026-11-27-full --html
 
-print the verdict matrix as Markdown, or the cells whose verdict changed.
+print the verdict matrix as Markdown, or the cells whose verdict changed (with
+``--markdown``: both versions side by side, each change with its reasons).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from listenkit.stimuli.families import (
 )
 
 __all__ = ["build_parser", "main"]
+
+DEFAULT_PREREGISTRATION = "claims/preregistration.toml"
 
 
 def _own_pairs(args: argparse.Namespace) -> tuple[str, list]:
@@ -224,6 +228,33 @@ def _scorecard_mapping(args: argparse.Namespace) -> dict | None:
     return None
 
 
+def _compare(args: argparse.Namespace, ledgers: list[dict]) -> int:
+    """``--compare``: the changed cells, one per line; with ``--markdown`` the two
+    versions side by side, each change with its findings and amendments."""
+    from listenkit.report.verdict_changes import amendments_from, by_version, markdown_changes
+
+    try:
+        old, new = by_version(ledgers)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if not args.markdown:
+        changed = compare_ledgers(old, new)
+        print("\n".join(changed) if changed else "no verdict changed")
+        return 0
+    path = Path(args.preregistration)
+    amendments, experiment_of = [], {}
+    if path.is_file():
+        import tomllib
+
+        amendments, experiment_of = amendments_from(tomllib.loads(path.read_text()))
+    elif args.preregistration != DEFAULT_PREREGISTRATION:
+        print(f"no pre-registration file at {path}", file=sys.stderr)
+        return 2
+    print(markdown_changes(old, new, amendments, experiment_of), end="")
+    return 0
+
+
 def _report_command(args: argparse.Namespace) -> int:
     if args.publish:
         copied = publish_run(args.ledgers[0], args.publish)
@@ -249,12 +280,7 @@ def _report_command(args: argparse.Namespace) -> int:
         print(markdown_scorecard(ledgers, mapping or {}), end="")
         return 0
     if args.compare:
-        if len(ledgers) != 2:
-            print("--compare needs two ledgers: OLD NEW", file=sys.stderr)
-            return 2
-        changed = compare_ledgers(*ledgers)
-        print("\n".join(changed) if changed else "no verdict changed")
-        return 0
+        return _compare(args, ledgers)
     try:
         merged = ledgers[0] if len(ledgers) == 1 else merge_ledgers(ledgers)
     except ValueError as err:
@@ -346,7 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
         "are merged into one matrix with --markdown",
     )
     report.add_argument("--markdown", action="store_true", help="print the verdict matrix")
-    report.add_argument("--compare", action="store_true", help="list verdicts that changed")
+    report.add_argument(
+        "--compare", action="store_true",
+        help="list verdicts that changed between two ledgers (OLD NEW), or between the two "
+        "pre-registration versions of the ledgers given; with --markdown, side by side with "
+        "each change's findings and amendments",
+    )  # fmt: skip
+    report.add_argument(
+        "--preregistration", metavar="TOML", default=DEFAULT_PREREGISTRATION,
+        help="the amendments --compare --markdown cites (default: %(default)s)",
+    )  # fmt: skip
     report.add_argument(
         "--html", action="store_true", help="write RUN/index.html: matrix first, every cell"
     )
