@@ -61,8 +61,13 @@ def test_matched_probe_on_an_unadapted_encoder_reproduces_the_before_curve(probe
     the same curve, bit for bit."""
     model, train, val, pairs, sweep, heads = probed
     unmoved = adapted_model(model, attach_lora(model, LoraSpec(r=4, alpha=8), seed=0), name="0")
-    ((head, _),) = train_probes(unmoved, train, val, RECIPE, n_classes=2, seeds=[3])
+    seen: list[tuple[int, int]] = []
+    ((head, _),) = train_probes(
+        unmoved, train, val, RECIPE, n_classes=2, seeds=[3],
+        feature_progress=lambda done, total: seen.append((done, total)),
+    )  # fmt: skip
     assert torch.equal(head.linear.weight, heads[0].linear.weight)
+    assert seen[-1] == (20, 20) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     again = pooled_sweep(unmoved, pairs, site="encoder.block_write").read(head)
     before = sweep.read(heads[0])
     np.testing.assert_array_equal(again.patched, before.patched)

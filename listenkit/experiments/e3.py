@@ -247,14 +247,20 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
         def compute():
             start = time.perf_counter()
             probes = train_probes(
-                encoder_model, train, val, recipe, n_classes=n_classes, seeds=seeds
-            )
+                encoder_model, train, val, recipe, n_classes=n_classes, seeds=seeds,
+                feature_progress=reporter(f"{label} {encoder_name} probe features", "utterances"),
+            )  # fmt: skip
             heads = {f"probe-{k}": head for k, (head, _) in enumerate(probes)}
             if joint_head is not None:
                 heads["joint"] = joint_head
             out = {
                 "curves": {},
-                "accuracy": accuracies_of(encoder_model, heads, held_out),
+                "accuracy": accuracies_of(
+                    encoder_model,
+                    heads,
+                    held_out,
+                    progress=reporter(f"{label} {encoder_name} held-out accuracy", "utterances"),
+                ),
                 "probe_logs": {f"probe-{k}": log.to_dict() for k, (_, log) in enumerate(probes)},
             }
             for site in _sites(section, control):

@@ -167,13 +167,18 @@ def _head(model: SpeechModel, n_classes: int, seed: int) -> ProsodyHead:
 
 
 @torch.inference_mode()
-def _encode_all(encoder, model: SpeechModel, utterances, batch_size: int) -> torch.Tensor:
-    """Pooled encoder output ``[n, d]`` of every utterance."""
+def _encode_all(
+    encoder, model: SpeechModel, utterances, batch_size: int, progress: StepProgress = None
+) -> torch.Tensor:
+    """Pooled encoder output ``[n, d]`` of every utterance; ``progress(done, n)`` after
+    every batch."""
     out = []
     for start in range(0, len(utterances), batch_size):
         chunk = utterances[start : start + batch_size]
         feats = encoder(model.log_mel([u.audio for u in chunk]))
         out.append(pooled(feats, [speech_frames(u.audio.size) for u in chunk]))
+        if progress is not None:
+            progress(start + len(chunk), len(utterances))
     return torch.cat(out)
 
 
@@ -194,10 +199,12 @@ def accuracies_of(
     utterances: Sequence[Utterance],
     *,
     batch_size: int = 8,
+    progress: StepProgress = None,
 ) -> dict[str, float]:
-    """``accuracy_of`` for several heads, from one pass over the utterances."""
+    """``accuracy_of`` for several heads, from one pass over the utterances
+    (``progress(done, n)`` after every batch)."""
     _check(utterances, "evaluation", True)
-    features = _encode_all(model.module.encoder, model, utterances, batch_size)
+    features = _encode_all(model.module.encoder, model, utterances, batch_size, progress)
     labels = [int(u.meta["label"]) for u in utterances]
     with torch.no_grad():
         return {name: accuracy(head.linear(features), labels) for name, head in heads.items()}
@@ -212,17 +219,28 @@ def train_probes(
     n_classes: int,
     seeds: Sequence[int],
     progress: StepProgress = None,
+    feature_progress: StepProgress = None,
 ) -> list[tuple[ProsodyHead, TrainingLog]]:
     """Linear probes on ``model``'s frozen encoder, one per seed: ``recipe`` with its
     ``seed`` replaced (the head's initialisation and the minibatch order), the head's
     learning rate ``head_lr or lr``, on pooled features computed once. Each log's
-    ``seconds`` is the feature pass plus that probe's own steps."""
+    ``seconds`` is the feature pass plus that probe's own steps. ``progress`` gets each
+    probe's (step, steps); ``feature_progress`` (utterances done, training + validation
+    utterances) during the feature pass."""
     _check(train, "training", True)
     _check(validation, "validation", True)
     start = time.perf_counter()
     encoder = model.module.encoder
-    x_train = _encode_all(encoder, model, train, recipe.batch_size).clone()
-    x_val = _encode_all(encoder, model, validation, recipe.batch_size).clone()
+    total = len(train) + len(validation)
+
+    def shifted(offset: int) -> StepProgress:
+        if feature_progress is None:
+            return None
+        return lambda done, _n: feature_progress(offset + done, total)
+
+    x_train = _encode_all(encoder, model, train, recipe.batch_size, shifted(0)).clone()
+    x_val = _encode_all(encoder, model, validation, recipe.batch_size, shifted(len(train)))
+    x_val = x_val.clone()
     features_s = time.perf_counter() - start
     labels = torch.as_tensor([int(u.meta["label"]) for u in train])
     val_labels = [int(u.meta["label"]) for u in validation]
