@@ -402,7 +402,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--mapping", metavar="TOML",
         help="the scorecard's words and predictions (default: claims/scorecard.toml)",
     )  # fmt: skip
+    status = sub.add_parser(
+        "status", help="where a long run stands: its cached stages, checkpoints and adapters"
+    )
+    status.add_argument(
+        "--cache", metavar="DIR",
+        help="the listenkit cache the run uses (default: $LISTENKIT_CACHE, else the user "
+        "cache folder)",
+    )  # fmt: skip
     return parser
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    from listenkit.models.cache import cache_root
+    from listenkit.report.cache_status import cache_status, format_status
+
+    root = Path(args.cache) if args.cache else cache_root()
+    try:
+        stages = cache_status(root)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
+    adapters = root / "adapters"
+    names = sorted(p.name for p in adapters.iterdir() if p.is_dir()) if adapters.is_dir() else []
+    print(f"cache {root}")
+    print(format_status(stages, names), end="")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         return _sweep_command(args)
     if args.command == "gc":
         return _gc_command(args)
+    if args.command == "status":
+        return _status_command(args)
     return 2  # pragma: no cover
 
 
