@@ -46,8 +46,12 @@ def main() -> None:
     recipe = Recipe(lr=1e-3, head_lr=1e-2, steps=args.steps, batch_size=args.batch_size,
                     seed=0, eval_every=args.steps)  # fmt: skip
 
-    def lora_run():
-        return Trained(*train_prosody(model, train, val, recipe, n_classes=4, lora=LoraSpec()))
+    def lora_run(checkpoint):
+        return Trained(
+            *train_prosody(
+                model, train, val, recipe, n_classes=4, lora=LoraSpec(), checkpoint=checkpoint
+            )
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

@@ -12,6 +12,7 @@ import whisper
 
 from listenkit import sweep
 from listenkit.analyses.adaptation.adapter_store import Trained, cached_training
+from listenkit.analyses.adaptation.checkpoint import TrainingCheckpoint
 from listenkit.analyses.adaptation.lora import LoraSpec, adapted_model, attach_lora
 from listenkit.analyses.adaptation.readout import (
     ProsodyHead,
@@ -177,9 +178,10 @@ def test_adapter_cache_trains_once_and_retrains_a_tampered_entry(tmp_path):
     recipe = Recipe(lr=1e-2, head_lr=1e-2, steps=2, batch_size=4, seed=0, eval_every=2)
     calls = []
 
-    def run():
+    def run(checkpoint):
         calls.append(1)
-        return Trained(*train_prosody(model, train, val, recipe, n_classes=2, lora=SPEC))
+        return Trained(*train_prosody(model, train, val, recipe, n_classes=2, lora=SPEC,
+                                      checkpoint=checkpoint))  # fmt: skip
 
     first = cached_training("cell", "k1", model, run, n_classes=2, root=tmp_path)
     again = cached_training("cell", "k1", model, run, n_classes=2, root=tmp_path)
@@ -197,6 +199,75 @@ def test_adapter_cache_trains_once_and_retrains_a_tampered_entry(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cached_training("cell", "k1", model, run, n_classes=2, root=tmp_path).from_cache
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_at(step: int):
+    def progress(done, _total):
+        if done == step:
+            raise _Killed
+
+    return progress
+
+
+@pytest.mark.parametrize("family", ["ser-prosody", "asr-noise"])
+def test_a_killed_training_resumes_from_its_checkpoint_bit_for_bit(tmp_path, family):
+    """Killed after step 5 (checkpoints every 2 steps: the last at step 4), the rerun
+    resumes at step 5 and ends with the uninterrupted run's weights, optimiser path and
+    log; once the entry is stored the checkpoint is gone."""
+    model = _random_model()
+    train, val = _utterances(6), _utterances(2, seed=1)
+    recipe = Recipe(lr=1e-2, head_lr=1e-2, steps=7, batch_size=2, seed=3, eval_every=3)
+
+    def trainer(checkpoint, progress=None, recipe=recipe):
+        if family == "asr-noise":
+            encoder, log = train_asr(model, train, val, recipe, lora=SPEC, progress=progress,
+                                     checkpoint=checkpoint)  # fmt: skip
+            return encoder, None, log
+        return train_prosody(model, train, val, recipe, n_classes=2, lora=SPEC,
+                             progress=progress, checkpoint=checkpoint)  # fmt: skip
+
+    whole_encoder, whole_head, whole_log = trainer(None)
+    checkpoint = TrainingCheckpoint(tmp_path / "run.pt", every=2)
+    with pytest.raises(_Killed):
+        trainer(checkpoint, progress=_kill_at(5))
+    assert checkpoint.load()["step"] == 4
+    steps = []
+    encoder, head, log = trainer(checkpoint, progress=lambda d, _t: steps.append(d))
+    assert steps == [5, 6, 7]  # resumed after step 4
+    assert log.loss == whole_log.loss and log.validation == whole_log.validation
+    assert log.examples == whole_log.examples
+    a = adapted_model(model, whole_encoder, name="a").module.state_dict()
+    b = adapted_model(model, encoder, name="b").module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    if whole_head is not None:
+        assert torch.equal(whole_head.linear.weight, head.linear.weight)
+    assert checkpoint.load()["step"] == 6  # the finished run's last checkpoint
+    longer = Recipe(**{**recipe.to_dict(), "steps": 8})  # another recipe: starts over
+    steps.clear()
+    resumed = trainer(checkpoint, lambda d, _t: steps.append(d), longer)[2]
+    assert steps == list(range(1, 9)) and resumed.loss == trainer(None, recipe=longer)[2].loss
+
+
+def test_cached_training_removes_its_checkpoint_and_ignores_a_corrupt_one(tmp_path):
+    model = _random_model()
+    train, val = _utterances(4), _utterances(2, seed=1)
+    recipe = Recipe(lr=1e-2, head_lr=1e-2, steps=3, batch_size=2, seed=0, eval_every=3)
+    seen = []
+
+    def run(checkpoint):
+        seen.append(checkpoint.path)
+        return Trained(*train_prosody(model, train, val, recipe, n_classes=2, lora=SPEC,
+                                      checkpoint=checkpoint))  # fmt: skip
+
+    (tmp_path / ".cell-k2.checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.warns(CacheWarning, match="unreadable"):
+        trained = cached_training("cell", "k2", model, run, n_classes=2, root=tmp_path)
+    assert seen == [tmp_path / ".cell-k2.checkpoint.pt"] and len(trained.log.loss) == 3
+    assert not seen[0].exists()
 
 
 def _curve(model, pairs) -> RatioOfMeans:

@@ -84,3 +84,14 @@ def test_a_fully_resumed_analysis_still_reports_its_end(clock: Clock) -> None:
     reporter(8, 16)
     reporter(16, 16)
     assert written == ["[main] x: 16/16 pairs (16 from checkpoint), 0s elapsed"]
+
+
+def test_a_training_resumed_at_a_step_times_only_the_steps_it_runs(clock: Clock) -> None:
+    reporter = AnalysisProgress("E3 training", "steps", interval=0)
+    written = lines(reporter)
+    reporter.resume(40)  # a checkpoint at step 40 of 60
+    clock.now += 50
+    reporter(50, 60)
+    assert written == [
+        "[main] E3 training: 50/60 steps (40 from checkpoint), 50s elapsed, ~50s left"
+    ]

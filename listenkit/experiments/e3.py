@@ -294,7 +294,7 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
     for adapter in adapters:
         start = time.perf_counter()
 
-        def run(adapter=adapter):
+        def run(checkpoint, adapter=adapter):
             data = _shuffled(train, adapter.recipe.seed, "label") if adapter.shuffled else train
             encoder, head, log = train_prosody(
                 model,
@@ -304,6 +304,7 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
                 n_classes=n_classes,
                 lora=adapter.lora,
                 progress=reporter(f"{label} training ({adapter.name})", "steps"),
+                checkpoint=checkpoint,
             )
             return Trained(encoder, head, log)
 
@@ -434,12 +435,13 @@ def _asr(model, profile, section, spec, cache) -> E3Analysis:
     for adapter in adapters:
         start = time.perf_counter()
 
-        def run(adapter=adapter):
+        def run(checkpoint, adapter=adapter):
             progress = reporter(f"{label} training ({adapter.name})", "steps")
             data = _shuffled(train, adapter.recipe.seed, "text") if adapter.shuffled else train
             encoder, log = train_asr(
-                model, data, val, adapter.recipe, lora=adapter.lora, progress=progress
-            )
+                model, data, val, adapter.recipe, lora=adapter.lora, progress=progress,
+                checkpoint=checkpoint,
+            )  # fmt: skip
             return Trained(encoder, None, log)
 
         key = _train_key(model, sets["train"].manifest_sha256, adapter, family)

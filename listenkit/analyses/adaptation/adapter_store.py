@@ -6,7 +6,8 @@ the head's state dict (``head.pt``, when there is one), the training log
 (``training.json``) and ``files.json``: the sha256 of every other file. The key is
 the sha256 of the base model's weights, the training manifest's sha256 and the
 recipe (optimiser settings, LoRA spec, family), listenkit's version and the training
-code. A ``FileLock`` makes concurrent pytest-xdist workers train once; an entry whose
+code. A ``FileLock`` makes concurrent pytest-xdist workers train once; a killed
+training resumes from its ``TrainingCheckpoint`` (beside the entry, every 10 steps); an entry whose
 files do not match ``files.json`` (tampered, truncated) is rebuilt with a
 ``CacheWarning``. Training is seeded, but its float sums depend on torch's thread count:
 two runs with different thread counts can differ in the last bits, so the first run's
@@ -29,6 +30,7 @@ import torch
 from filelock import FileLock
 
 from listenkit._version import __version__
+from listenkit.analyses.adaptation.checkpoint import TrainingCheckpoint
 from listenkit.analyses.adaptation.lora import load_adapter
 from listenkit.analyses.adaptation.readout import ProsodyHead
 from listenkit.analyses.adaptation.training import TrainingLog
@@ -53,7 +55,7 @@ class Trained:
 def _training_code_sha256() -> str:
     """sha256 of the code that trains (so an edited recipe implementation retrains)."""
     digest = hashlib.sha256()
-    for name in ("lora.py", "readout.py", "training.py"):
+    for name in ("checkpoint.py", "lora.py", "readout.py", "training.py"):
         digest.update((Path(__file__).parent / name).read_bytes())
     return digest.hexdigest()
 
@@ -111,14 +113,18 @@ def cached_training(
     name: str,
     key: str,
     model: SpeechModel,
-    train: Callable[[], Trained],
+    train: Callable[[TrainingCheckpoint], Trained],
     *,
     n_classes: int | None = None,
     root: Path | None = None,
 ) -> Trained:
-    """Load entry ``<name>-<key>`` or run ``train()`` once (under a lock) and store it."""
+    """Load entry ``<name>-<key>`` or run ``train(checkpoint)`` once (under a lock) and
+    store it. ``checkpoint`` (``.<name>-<key>.checkpoint.pt`` beside the entry) is where
+    the trainer saves its state as it goes: a killed run resumes there; it is removed
+    once the entry is stored."""
     final = (root or cache_root() / "adapters") / f"{name}-{key}"
     final.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = TrainingCheckpoint(final.parent / f".{final.name}.checkpoint.pt")
     with FileLock(str(final) + ".lock"):
         if (final / "files.json").is_file():
             try:
@@ -129,7 +135,7 @@ def cached_training(
                     CacheWarning,
                     stacklevel=2,
                 )
-        trained = train()
+        trained = train(checkpoint)
         with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.") as tmp:
             staging = Path(tmp) / "entry"
             staging.mkdir()
@@ -137,5 +143,6 @@ def cached_training(
             if final.exists():
                 shutil.rmtree(final)
             shutil.move(str(staging), final)
+        checkpoint.discard()
     trained.directory = final
     return trained

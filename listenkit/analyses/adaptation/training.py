@@ -12,7 +12,8 @@ Both use AdamW (constant or linearly decaying learning rate), ``steps`` minibatc
 ``batch_size`` drawn epoch by epoch from a ``numpy`` permutation seeded by ``seed``,
 and log the training loss per step and the validation metric every ``eval_every``
 steps (and at the end). Everything is seeded; the training examples' mel
-spectrograms are computed once.
+spectrograms are computed once. With a ``TrainingCheckpoint`` a killed run resumes at
+its last checkpoint, bit for bit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from listenkit.analyses.adaptation.checkpoint import TrainingCheckpoint
 from listenkit.analyses.adaptation.lora import LoraSpec, adapted_model, attach_lora
 from listenkit.analyses.adaptation.readout import ProsodyHead, pooled, speech_frames
 from listenkit.engine.wer import normalize_text
@@ -129,14 +131,39 @@ def _batches(n: int, recipe: Recipe) -> Iterator[np.ndarray]:
         yield np.asarray(batch)
 
 
-def _run_steps(n, recipe, optimiser, step_loss, validate, log, progress) -> None:
+def _run_steps(n, recipe, optimiser, step_loss, validate, log, progress, checkpoint=None) -> float:
     """The loop both recipes share: validate at step 0, then ``recipe.steps`` seeded
     minibatches (AdamW step, schedule step), logging the loss per step and the
-    validation metric every ``eval_every`` steps and at the end."""
-    log.validation.append((0, validate()))
+    validation metric every ``eval_every`` steps and at the end. With a
+    ``TrainingCheckpoint``: resume from it when it holds this recipe's state, and save
+    every ``checkpoint.every`` steps. Returns the seconds spent before the resume."""
     schedule = _scheduler(optimiser, recipe)
+    params = [p for group in optimiser.param_groups for p in group["params"]]
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None and not _fits(state, recipe, params):
+        state = None  # another recipe's or shape's state: start over
+    done, before_s, rng = 0, 0.0, None
+    if state is None:
+        log.validation.append((0, validate()))
+    else:
+        with torch.no_grad():
+            for p, saved in zip(params, state["params"], strict=True):
+                p.copy_(saved)
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        log.loss = [float(x) for x in state["loss"]]
+        log.validation = [(int(s), float(v)) for s, v in state["validation"]]
+        log.examples = int(state["examples"])
+        done, before_s, rng = int(state["step"]), float(state["seconds"]), state["rng"]
+        if progress is not None and hasattr(progress, "resume"):
+            progress.resume(done)
+    started = time.perf_counter()
     with _seeded(recipe.seed):
+        if rng is not None:
+            torch.set_rng_state(rng)
         for step, idx in enumerate(_batches(n, recipe), start=1):
+            if step <= done:
+                continue  # taken before the resume (the permutation is seeded)
             loss = step_loss(torch.as_tensor(idx))
             optimiser.zero_grad()
             loss.backward()
@@ -149,8 +176,28 @@ def _run_steps(n, recipe, optimiser, step_loss, validate, log, progress) -> None
             log.examples += len(idx)
             if step % recipe.eval_every == 0 or step == recipe.steps:
                 log.validation.append((step, validate()))
+            if checkpoint is not None and step % checkpoint.every == 0 and step < recipe.steps:
+                checkpoint.save({
+                    "recipe": recipe.to_dict(), "step": step,
+                    "params": [p.detach().clone() for p in params],
+                    "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                    "rng": torch.get_rng_state(), "loss": list(log.loss),
+                    "validation": [[s, v] for s, v in log.validation],
+                    "examples": log.examples,
+                    "seconds": before_s + time.perf_counter() - started,
+                })  # fmt: skip
             if progress is not None:
                 progress(step, recipe.steps)
+    return before_s
+
+
+def _fits(state: Mapping, recipe: Recipe, params: Sequence[torch.Tensor]) -> bool:
+    saved = state.get("params", [])
+    return (
+        state.get("recipe") == recipe.to_dict()
+        and len(saved) == len(params)
+        and all(a.shape == b.shape for a, b in zip(saved, params, strict=True))
+    )
 
 
 def _check(utterances: Sequence[Utterance], what: str, label: bool) -> None:
@@ -276,9 +323,11 @@ def train_prosody(
     n_classes: int,
     lora: LoraSpec | None,
     progress: StepProgress = None,
+    checkpoint: TrainingCheckpoint | None = None,
 ):
     """``(peft_encoder or None, head, log)``; the log's validation metric is accuracy.
-    Without ``lora`` the encoder is frozen (``train_probes`` with the recipe's seed)."""
+    Without ``lora`` the encoder is frozen (``train_probes`` with the recipe's seed).
+    ``checkpoint``: resume from it and save to it (``TrainingCheckpoint``)."""
     if lora is None:
         ((head, log),) = train_probes(model, train, validation, recipe, n_classes=n_classes,
                                       seeds=[recipe.seed], progress=progress)  # fmt: skip
@@ -312,8 +361,10 @@ def train_prosody(
         with torch.no_grad():
             return accuracy(head.linear(x_val), val_labels)
 
-    _run_steps(len(train), recipe, optimiser, step_loss, validate, log, progress)
-    log.seconds = time.perf_counter() - start
+    before_s = _run_steps(
+        len(train), recipe, optimiser, step_loss, validate, log, progress, checkpoint
+    )
+    log.seconds = before_s + time.perf_counter() - start
     head.eval()
     peft_encoder.eval()
     return peft_encoder, head, log
@@ -383,9 +434,11 @@ def train_asr(
     *,
     lora: LoraSpec,
     progress: StepProgress = None,
+    checkpoint: TrainingCheckpoint | None = None,
 ):
     """``(peft_encoder, log)``; the log's validation metric is the teacher-forced loss
-    (nats per token) on the validation utterances."""
+    (nats per token) on the validation utterances. ``checkpoint``: resume from it and
+    save to it (``TrainingCheckpoint``)."""
     _check(train, "training", False)
     _check(validation, "validation", False)
 
@@ -414,8 +467,10 @@ def train_asr(
         return asr_loss(model, peft_encoder, mels[idx], [texts[i] for i in idx.tolist()])
 
     with _frozen(model.module.decoder):
-        _run_steps(len(train), recipe, optimiser, step_loss, validate, log, progress)
-    log.seconds = time.perf_counter() - start
+        before_s = _run_steps(
+            len(train), recipe, optimiser, step_loss, validate, log, progress, checkpoint
+        )
+    log.seconds = before_s + time.perf_counter() - start
     peft_encoder.eval()
     return peft_encoder, log
 
