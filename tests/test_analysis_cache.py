@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 
 from listenkit.experiments import codec
-from listenkit.experiments.cache import RENDER_ONLY, AnalysisCache, BatchCheckpoint, code_sha256
+from listenkit.experiments.cache import (
+    RENDER_ONLY,
+    AnalysisCache,
+    BatchCheckpoint,
+    checkpoint_section,
+    code_sha256,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,6 +135,24 @@ def test_any_key_part_changes_the_key(tmp_path):
                                                   weights="w", stimuli="s"),
     ):  # fmt: skip
         assert other != base
+
+
+def test_sections_share_one_checkpoint_file(tmp_path):
+    """Two batched computations of one stage (a sweep per site) keep their batches apart
+    in one file, with their batch starts as keys."""
+    path = tmp_path / "partial.npz"
+    done = BatchCheckpoint(path)
+    attn, block = checkpoint_section(done, "encoder.attn_out"), checkpoint_section(done, "b")
+    attn[0] = (np.arange(3.0), np.ones((2, 2), dtype=np.float32))
+    attn[8] = (np.zeros(1), np.zeros((1, 1), dtype=np.float32))
+    block[0] = (np.full(2, 7.0), np.eye(2, dtype=np.float32))
+    again = BatchCheckpoint(path)  # a new process
+    view = checkpoint_section(again, "encoder.attn_out")
+    assert sorted(view) == [0, 8] and 0 in view and 16 not in view and len(view) == 2
+    np.testing.assert_array_equal(view[0][1], np.ones((2, 2), dtype=np.float32))
+    assert view[0][1].dtype == np.float32
+    assert list(checkpoint_section(again, "b")) == [0]
+    assert dict(checkpoint_section({}, "x")) == {}  # without a cache: a plain dict
 
 
 def test_a_batch_checkpoint_is_on_disk_after_every_batch(tmp_path):

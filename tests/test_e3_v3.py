@@ -74,6 +74,27 @@ def test_matched_probe_on_an_unadapted_encoder_reproduces_the_before_curve(probe
     np.testing.assert_array_equal(again.source, before.source)
 
 
+def test_a_killed_pooled_sweep_resumes_from_its_batches_bit_for_bit(probed):
+    """Killed after its first batch, the sweep keeps that batch in ``done``; the rerun
+    computes only the second and equals the uninterrupted sweep exactly (in batches of 4
+    or of 8: a pair's runs do not depend on its batch)."""
+    model, _, _, pairs, sweep, _ = probed
+    done: dict = {}
+
+    def kill(finished, _total):
+        if finished == 4:
+            raise KeyboardInterrupt
+
+    site = "encoder.block_write"
+    with pytest.raises(KeyboardInterrupt):
+        pooled_sweep(model, pairs, site=site, batch_size=4, progress=kill, done=done)
+    assert sorted(done) == [0] and len(pairs) == 8
+    again = pooled_sweep(model, pairs, site=site, batch_size=4, done=done)
+    assert sorted(done) == [0, 4]
+    for name in ("source", "base", "patched"):
+        assert torch.equal(getattr(again, name), getattr(sweep, name))
+
+
 def _planted_curve(model) -> dict:
     from listenkit import sweep
 

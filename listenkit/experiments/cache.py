@@ -37,7 +37,14 @@ from listenkit._version import __version__
 from listenkit.experiments import codec
 from listenkit.experiments.progress import announce
 
-__all__ = ["RENDER_ONLY", "AnalysisCache", "BatchCheckpoint", "code_sha256", "weights_sha256"]
+__all__ = [
+    "RENDER_ONLY",
+    "AnalysisCache",
+    "BatchCheckpoint",
+    "checkpoint_section",
+    "code_sha256",
+    "weights_sha256",
+]
 
 T = TypeVar("T")
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -110,6 +117,34 @@ class BatchCheckpoint(MutableMapping):
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def checkpoint_section(done: MutableMapping, name: str) -> MutableMapping[int, Any]:
+    """The batches of ``done`` (a ``BatchCheckpoint`` or a dict) whose keys are
+    ``f"{name}/{start}"``, as ``start -> batch``: one checkpoint for a stage that runs
+    several batched computations (e.g. one sweep per site)."""
+    return _Section(done, name)
+
+
+class _Section(MutableMapping):
+    def __init__(self, store: MutableMapping, name: str) -> None:
+        self.store, self.prefix = store, f"{name}/"
+
+    def __getitem__(self, key: int) -> Any:
+        return self.store[self.prefix + str(key)]
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        self.store[self.prefix + str(key)] = value
+
+    def __delitem__(self, key: int) -> None:
+        del self.store[self.prefix + str(key)]
+
+    def __iter__(self):
+        n = len(self.prefix)
+        return (int(k[n:]) for k in self.store if isinstance(k, str) and k.startswith(self.prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class AnalysisCache:

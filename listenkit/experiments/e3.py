@@ -50,7 +50,7 @@ from listenkit.analyses.adaptation.training import (
     train_probes,
     train_prosody,
 )
-from listenkit.experiments.cache import AnalysisCache, weights_sha256
+from listenkit.experiments.cache import AnalysisCache, checkpoint_section, weights_sha256
 from listenkit.experiments.measured import Measured, Requirement
 from listenkit.experiments.progress import reporter
 from listenkit.models.speech_model import SpeechModel
@@ -217,12 +217,14 @@ class _Stages:
         self.model, self.family, self.profile, self.cache = model, family, profile, cache
         self.weights = weights_sha256(model.module)
 
-    def run(self, name: str, parts: dict[str, Any], compute: Callable[[], Any]) -> Any:
+    def run(self, name: str, parts: dict[str, Any], compute: Callable[[Any], Any]) -> Any:
+        """``compute(done)``: ``done`` is the stage's batch checkpoint (a dict without a
+        cache); each batched computation of the stage uses its ``checkpoint_section``."""
         if self.cache is None:
-            return compute()
+            return compute({})
         key = {"weights": self.weights, **{k: str(v) for k, v in parts.items()}}
         return self.cache.get(
-            f"E3-{name}", self.model.name, self.family, self.profile, key, compute
+            f"E3-{name}", self.model.name, self.family, self.profile, key, compute, batches=True
         )
 
 
@@ -244,7 +246,7 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
     def encoder_stage(encoder_name: str, encoder_model, joint_head, null: bool, control: bool):
         seeds = [recipe.seed + k for k in range(k_probes + 1 if null else 1)]
 
-        def compute():
+        def compute(done):
             start = time.perf_counter()
             probes = train_probes(
                 encoder_model, train, val, recipe, n_classes=n_classes, seeds=seeds,
@@ -265,7 +267,13 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
             }
             for site in _sites(section, control):
                 progress = reporter(f"{label} {encoder_name} {site}", "pairs")
-                pooled = pooled_sweep(encoder_model, pairs, site=site, progress=progress)
+                pooled = pooled_sweep(
+                    encoder_model,
+                    pairs,
+                    site=site,
+                    progress=progress,
+                    done=checkpoint_section(done, site),
+                )
                 out["curves"][site] = {h: _arrays(pooled.read(head)) for h, head in heads.items()}
             if encoder_name in ("before", "after-0"):
                 probe0 = heads["probe-0"]
@@ -398,7 +406,7 @@ def _asr(model, profile, section, spec, cache) -> E3Analysis:
     timings: dict[str, float] = {}
 
     def encoder_stage(encoder_name: str, encoder_model, control: bool):
-        def compute():
+        def compute(done):
             start = time.perf_counter()
             out = {"curves": {}, "wer": corpus_wer(encoder_model, noisy)}
             for site in _sites(section, control):
@@ -411,6 +419,7 @@ def _asr(model, profile, section, spec, cache) -> E3Analysis:
                     mode="denoise",
                     floor=spec["exclusion_floor"],
                     progress=reporter(f"{label} {encoder_name} {site}", "pairs"),
+                    done=checkpoint_section(done, site),
                 )
                 out["curves"][site] = _arrays(result)
             if encoder_name in ("before", "after-0"):

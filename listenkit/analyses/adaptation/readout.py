@@ -18,7 +18,7 @@ residual: accuracy per layer).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,11 +155,14 @@ def pooled_sweep(
     layers: Sequence[int] | None = None,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    done: MutableMapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> PooledSweep:
     """Denoising sweep of the pooled encoder output: source = ``pair.clean`` (class
     ``c``, label in ``pair.meta['label']``), base = ``pair.corrupt`` (neutral, label 0),
     both the same length; ``site`` at layer ``l`` is patched from the source run into
-    the base run (restarting at block ``l``)."""
+    the base run (restarting at block ``l``). ``done`` (batch start -> its pooled
+    source, base and patched arrays) holds finished batches: taken from it, not
+    recomputed, and every new batch is added (a checkpoint to resume from)."""
     if not pairs:
         raise ValueError("no pairs")
     if site not in READOUT_SITES:
@@ -172,6 +175,12 @@ def pooled_sweep(
     source, base, patched = [], [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
+        if done is not None and start in done:
+            for out, array in zip((source, base, patched), done[start], strict=True):
+                out.append(torch.from_numpy(np.asarray(array)))
+            if progress is not None:
+                progress(start + len(chunk), len(pairs))
+            continue
         frames = [speech_frames(p.corrupt.audio.size) for p in chunk]
         acts: dict = {}
         with capture(module, accesses, layers, acts):
@@ -192,6 +201,8 @@ def pooled_sweep(
                     x = block(x)
                 per_layer.append(pooled(module.encoder.ln_post(x), frames))
         patched.append(torch.stack(per_layer, dim=1))
+        if done is not None:
+            done[start] = tuple(out[-1].float().cpu().numpy() for out in (source, base, patched))
         if progress is not None:
             progress(start + len(chunk), len(pairs))
     return PooledSweep(

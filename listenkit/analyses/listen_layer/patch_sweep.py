@@ -115,6 +115,7 @@ def sweep(
     backend: str = "hooks",
     progress: Progress = True,
     allow_unaligned: bool = False,
+    done: MutableMapping | None = None,
 ) -> Sweep:
     """Patch ``site`` at every layer (or ``layers``) for each minimal pair.
 
@@ -127,6 +128,7 @@ def sweep(
     Several sites sharing the clean and corrupt runs: ``sweep_items``.
     Pairs whose lengths differ by more than 1% are refused unless ``allow_unaligned``.
     ``progress``: a tqdm bar (True), nothing (False) or a callable ``(pairs done, total)``.
+    ``done``: finished batches, a checkpoint to resume from (as in ``sweep_items``).
     """
     items = pair_items(
         model,
@@ -139,7 +141,7 @@ def sweep(
     )
     [result] = sweep_items(
         model, items, [site], metric, reference=reference, mode=mode, layers=layers,
-        floor=floor, batch_size=batch_size, backend=backend, progress=progress,
+        floor=floor, batch_size=batch_size, backend=backend, progress=progress, done=done,
     )  # fmt: skip
     return result
 
