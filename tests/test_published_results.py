@@ -74,3 +74,23 @@ def test_the_published_index_opens_with_the_scorecard(folder):
     page = (folder / "index.html").read_text()
     assert '<section id="scorecard">' in page
     assert page.index('<section id="scorecard">') < page.index("<h3>")  # before every cell
+
+
+def test_the_v3_against_v2_table_is_the_published_ledgers():
+    """results/README.md's v2 -> v3 comparison is generated (``listenkit report
+    results/*-full --compare --markdown``), never typed."""
+    import tomllib
+
+    from listenkit.report.ledger_table import load_ledger
+    from listenkit.report.verdict_changes import amendments_from, by_version, markdown_changes
+
+    page = (RESULTS / "README.md").read_text()
+    start, end = "<!-- v3-vs-v2:generated -->\n", "<!-- v3-vs-v2:end -->"
+    assert start in page and end in page, "results/README.md has lost its v3-vs-v2 section"
+    block = page.split(start, 1)[1].split(end, 1)[0]
+    prereg = tomllib.loads((RESULTS.parent / "claims" / "preregistration.toml").read_text())
+    old, new = by_version([load_ledger(p) for p in PUBLISHED])
+    assert block == markdown_changes(old, new, *amendments_from(prereg)), (
+        "results/README.md's v3-vs-v2 section differs from the published ledgers: paste "
+        "the output of `listenkit report results/*-full --compare --markdown`"
+    )

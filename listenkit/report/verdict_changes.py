@@ -159,7 +159,7 @@ def markdown_changes(
         lines += ["", f"Not in the v{v_new} ledgers given: {', '.join(only_old)}."]
     if only_new:
         lines += ["", f"Only in the v{v_new} ledgers given: {', '.join(only_new)}."]
-    lines += ["", f"## Why each of the {len(changed)} changed verdicts changed", ""]
+    lines += ["", f"### Why each of the {len(changed)} changed verdicts changed", ""]
     if not changed:
         lines.append("No verdict changed.")
     for key in changed:
