@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from listenkit.experiments import codec
+from listenkit import codec
 from listenkit.experiments.cache import (
     RENDER_ONLY,
     AnalysisCache,

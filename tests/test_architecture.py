@@ -21,6 +21,7 @@ PACKAGE = Path(listenkit.__file__).resolve().parent
 STAGES = {
     "_lazy": 0,
     "_version": 0,
+    "codec": 0,  # cache files that never run code (numpy and json only)
     "stats": 0,
     "models": 1,
     "stimuli": 2,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from filelock import FileLock
 
-from listenkit.experiments import codec
+from listenkit import codec
 from listenkit.report.cache_status import cache_status, format_status
 from listenkit.report.cli import main as cli_main
 

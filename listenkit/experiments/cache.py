@@ -13,7 +13,7 @@ keyed by everything that shapes its numbers:
   re-renders a finished run instead of recomputing it.
 
 Any part changed -> another key -> recomputed, never reused. ``fresh=True`` ignores
-the cache (and overwrites). Entries are ``.npz`` files (``listenkit.experiments.codec``:
+the cache (and overwrites). Entries are ``.npz`` files (``listenkit.codec``:
 data, never code) written atomically under ``<root>/analyses/``; an unreadable entry is
 recomputed. One process computes an entry at a time (``<key>.npz.lock``, a ``filelock``
 lock): a second run that needs the same entry says so, waits, and reads the first
@@ -33,8 +33,8 @@ from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
+from listenkit import codec
 from listenkit._version import __version__
-from listenkit.experiments import codec
 from listenkit.experiments.progress import announce
 
 __all__ = [

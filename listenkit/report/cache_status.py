@@ -20,6 +20,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from listenkit import codec
+
 __all__ = ["StageStatus", "cache_status", "format_status"]
 
 _NAME = re.compile(
@@ -69,8 +71,6 @@ def _split(head: str) -> tuple[str, str, str]:
 
 
 def _batches(path: Path) -> int | None:
-    from listenkit.experiments import codec
-
     try:
         stored = codec.load(path)
     except Exception:  # a checkpoint being rewritten: count unknown
