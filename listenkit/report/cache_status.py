@@ -124,7 +124,8 @@ def _age(seconds: float) -> str:
 
 
 def format_status(stages: list[StageStatus], adapters: list[str] = ()) -> str:
-    """One block per (model, family, profile), one line per stage."""
+    """One block per (model, family, profile), one line per stage with the start of its
+    key (entries of another code or pre-registration version have another key)."""
     if not stages and not adapters:
         return "the cache holds no analyses yet\n"
     lines: list[str] = []
@@ -140,7 +141,7 @@ def format_status(stages: list[StageStatus], adapters: list[str] = ()) -> str:
         if s.running and s.state != "running":
             what += ", running"
         written = "" if s.age_s is None else f"written {_age(s.age_s)}"
-        lines.append(f"  {s.kind:<{width}}{what:<28} {written}".rstrip())
+        lines.append(f"  {s.kind:<{width}}{s.key[:8]}  {what:<30} {written}".rstrip())
     if adapters:
         lines.append(f"trained adapters ({len(adapters)})")
         lines += [f"  {name}" for name in adapters]
