@@ -172,16 +172,24 @@ def test_asr_training_runs_on_a_frozen_decoder():
     assert all(p.requires_grad for p in model.module.decoder.parameters())  # restored
 
 
+def _prosody_trainer(model, train, val, recipe, calls: list):
+    """``cached_training``'s ``train``: LoRA + head by ``recipe``; records each call's
+    checkpoint in ``calls``."""
+
+    def run(checkpoint):
+        calls.append(checkpoint)
+        return Trained(*train_prosody(model, train, val, recipe, n_classes=2, lora=SPEC,
+                                      checkpoint=checkpoint))  # fmt: skip
+
+    return run
+
+
 def test_adapter_cache_trains_once_and_retrains_a_tampered_entry(tmp_path):
     model = _random_model()
     train, val = _utterances(8), _utterances(4, seed=1)
     recipe = Recipe(lr=1e-2, head_lr=1e-2, steps=2, batch_size=4, seed=0, eval_every=2)
     calls = []
-
-    def run(checkpoint):
-        calls.append(1)
-        return Trained(*train_prosody(model, train, val, recipe, n_classes=2, lora=SPEC,
-                                      checkpoint=checkpoint))  # fmt: skip
+    run = _prosody_trainer(model, train, val, recipe, calls)
 
     first = cached_training("cell", "k1", model, run, n_classes=2, root=tmp_path)
     again = cached_training("cell", "k1", model, run, n_classes=2, root=tmp_path)
@@ -257,17 +265,14 @@ def test_cached_training_removes_its_checkpoint_and_ignores_a_corrupt_one(tmp_pa
     train, val = _utterances(4), _utterances(2, seed=1)
     recipe = Recipe(lr=1e-2, head_lr=1e-2, steps=3, batch_size=2, seed=0, eval_every=3)
     seen = []
-
-    def run(checkpoint):
-        seen.append(checkpoint.path)
-        return Trained(*train_prosody(model, train, val, recipe, n_classes=2, lora=SPEC,
-                                      checkpoint=checkpoint))  # fmt: skip
+    run = _prosody_trainer(model, train, val, recipe, seen)
 
     (tmp_path / ".cell-k2.checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.warns(CacheWarning, match="unreadable"):
         trained = cached_training("cell", "k2", model, run, n_classes=2, root=tmp_path)
-    assert seen == [tmp_path / ".cell-k2.checkpoint.pt"] and len(trained.log.loss) == 3
-    assert not seen[0].exists()
+    assert [c.path for c in seen] == [tmp_path / ".cell-k2.checkpoint.pt"]
+    assert len(trained.log.loss) == 3
+    assert not seen[0].path.exists()
 
 
 def _curve(model, pairs) -> RatioOfMeans:

@@ -22,7 +22,7 @@ import platformdirs
 import torch
 from filelock import FileLock
 
-__all__ = ["CacheWarning", "cache_root", "cached_torch_file", "sha256_file"]
+__all__ = ["CacheWarning", "atomic_torch_save", "cache_root", "cached_torch_file", "sha256_file"]
 
 CACHE_ENV = "LISTENKIT_CACHE"
 
@@ -61,7 +61,9 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _atomic_torch_save(path: Path, obj: Any) -> str:
+def atomic_torch_save(path: Path, obj: Any) -> str:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``;
+    returns the file's sha256."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -110,7 +112,7 @@ def cached_torch_file(
             warnings.warn(
                 f"listenkit cache {path}: {reason}; rebuilding", CacheWarning, stacklevel=2
             )
-        digest = _atomic_torch_save(path, build())
+        digest = atomic_torch_save(path, build())
         record = {"sha256": digest, "key": key, **(meta or {})}
         _atomic_write_bytes(sidecar, json.dumps(record, indent=2, sort_keys=True).encode())
     return path, True

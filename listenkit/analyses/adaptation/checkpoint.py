@@ -10,14 +10,13 @@ tensors, numbers and lists only, never code.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from listenkit.models.cache import CacheWarning
+from listenkit.models.cache import CacheWarning, atomic_torch_save
 
 __all__ = ["TrainingCheckpoint"]
 
@@ -47,11 +46,9 @@ class TrainingCheckpoint:
             return None
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write ``state`` to a temporary file, then rename it over ``path``."""
+        """Write ``state`` atomically (a temporary file renamed over ``path``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        atomic_torch_save(self.path, state)
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
