@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from listenkit import codec
+from listenkit import checkpoint_file, codec
+from listenkit.experiments import cache as cache_module
 from listenkit.experiments.cache import (
     RENDER_ONLY,
     AnalysisCache,
     BatchCheckpoint,
     checkpoint_section,
     code_sha256,
+    resumed_seconds,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -281,3 +283,21 @@ def test_a_second_run_waits_for_the_entry_another_is_computing(tmp_path, capsys)
     second.join(60)
     assert results == {"first": "first's result", "second": "first's result"}
     assert computed == ["first"]
+
+
+def test_a_checkpoint_carries_its_compute_time_across_processes(tmp_path, monkeypatch):
+    """``seconds`` = earlier processes' time up to their last written batch + this one's;
+    a format-1 checkpoint (bare batches) resumes with 0 s before."""
+    clock = iter([100.0, 130.0, 1000.0, 1000.0, 1010.0])
+    monkeypatch.setattr(cache_module.time, "perf_counter", lambda: next(clock))
+    path = tmp_path / "partial.npz"
+    first = BatchCheckpoint(path)  # opened at 100
+    first[0] = "a"  # written at 130: 30 s so far
+    second = BatchCheckpoint(path)  # a new process, opened at 1000
+    assert dict(second) == {0: "a"} and second.seconds_before == 30.0
+    assert resumed_seconds(second) == 30.0 and resumed_seconds({}) == 0.0
+    assert second.seconds == 30.0 + (1000.0 - 1000.0)
+    second[8] = "b"  # at 1010
+    assert checkpoint_file.unpack(codec.load(path)) == ({0: "a", 8: "b"}, 40.0)
+    codec.dump({0: "old"}, path)  # format 1
+    assert checkpoint_file.unpack(codec.load(path)) == ({0: "old"}, 0.0)

@@ -22,6 +22,7 @@ STAGES = {
     "_lazy": 0,
     "_version": 0,
     "codec": 0,  # cache files that never run code (numpy and json only)
+    "checkpoint_file": 0,  # a batch checkpoint's stored layout
     "stats": 0,
     "models": 1,
     "stimuli": 2,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from filelock import FileLock
 
-from listenkit import codec
+from listenkit import checkpoint_file, codec
 from listenkit.report.cache_status import cache_status, format_status
 from listenkit.report.cli import main as cli_main
 
@@ -40,3 +40,17 @@ def test_status_reads_done_partial_and_running_stages(tmp_path, capsys):
     assert format_status([]) == "the cache holds no analyses yet\n"
     assert cli_main(["status", "--cache", str(tmp_path / "none")]) == 2
     assert "no analysis cache" in capsys.readouterr().err
+
+
+def test_status_shows_a_checkpoints_compute_time(tmp_path, capsys):
+    """A format-2 checkpoint keeps its compute time; status prints it (a format-1 file,
+    written before the time was kept, shows its batches only)."""
+    folder = tmp_path / "analyses"
+    folder.mkdir()
+    codec.dump(
+        checkpoint_file.pack({0: 1.0, 8: 2.0}, 2520.0),
+        folder / f"E3-encoder-whisper-base-asr-noise-full-{KEY}.partial.npz",
+    )
+    (stage,) = cache_status(tmp_path)
+    assert (stage.state, stage.batches, stage.seconds) == ("partial", 2, 2520.0)
+    assert "partial: 2 batches in 42 min" in format_status([stage])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, MutableMapping
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
-from listenkit import codec
+from listenkit import checkpoint_file, codec
 from listenkit._version import __version__
 from listenkit.experiments.progress import announce
 
@@ -43,6 +44,7 @@ __all__ = [
     "BatchCheckpoint",
     "checkpoint_section",
     "code_sha256",
+    "resumed_seconds",
     "weights_sha256",
 ]
 
@@ -91,23 +93,33 @@ def _read(path: Path) -> tuple[bool, Any]:
 
 class BatchCheckpoint(MutableMapping):
     """Finished batches of one long computation (batch start -> its results), written to
-    disk after every batch, so that a killed run resumes at the next batch."""
+    disk after every batch, so that a killed run resumes at the next batch.
+
+    The file also keeps the compute time spent on the computation so far: ``seconds`` =
+    earlier processes' time up to their last written batch (``seconds_before``) + this
+    process's time since it opened the checkpoint. Work lost at a kill is not counted."""
 
     def __init__(self, path: Path, *, fresh: bool = False) -> None:
         self.path = path
+        self._opened = time.perf_counter()
         ok, stored = (False, None) if fresh else _read(path)
-        self._done: dict = stored if ok and isinstance(stored, dict) else {}
+        self._done, self.seconds_before = checkpoint_file.unpack(stored if ok else None)
+
+    @property
+    def seconds(self) -> float:
+        """Compute seconds spent on this computation, across the processes that ran it."""
+        return self.seconds_before + time.perf_counter() - self._opened
 
     def __getitem__(self, key):
         return self._done[key]
 
     def __setitem__(self, key, value) -> None:
         self._done[key] = value
-        codec.dump(self._done, self.path)
+        self._write()
 
     def __delitem__(self, key) -> None:
         del self._done[key]
-        codec.dump(self._done, self.path)
+        self._write()
 
     def __iter__(self):
         return iter(self._done)
@@ -115,8 +127,17 @@ class BatchCheckpoint(MutableMapping):
     def __len__(self) -> int:
         return len(self._done)
 
+    def _write(self) -> None:
+        codec.dump(checkpoint_file.pack(self._done, self.seconds), self.path)
+
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def resumed_seconds(done: MutableMapping) -> float:
+    """Seconds that earlier processes spent on the computation whose checkpoint is
+    ``done`` (0 for a plain dict, i.e. without a cache): add it to this process's time."""
+    return float(getattr(done, "seconds_before", 0.0))
 
 
 def checkpoint_section(done: MutableMapping, name: str) -> MutableMapping[int, Any]:

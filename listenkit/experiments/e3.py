@@ -50,7 +50,12 @@ from listenkit.analyses.adaptation.training import (
     train_probes,
     train_prosody,
 )
-from listenkit.experiments.cache import AnalysisCache, checkpoint_section, weights_sha256
+from listenkit.experiments.cache import (
+    AnalysisCache,
+    checkpoint_section,
+    resumed_seconds,
+    weights_sha256,
+)
 from listenkit.experiments.measured import Measured, Requirement
 from listenkit.experiments.progress import reporter
 from listenkit.models.speech_model import SpeechModel
@@ -282,7 +287,7 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
                     "layer_contributions": layer_contributions(encoder_model, audio),
                     "logit_lens_accuracy": logit_lens_accuracy(encoder_model, probe0, held_out),
                 }
-            out["seconds"] = round(time.perf_counter() - start, 1)
+            out["seconds"] = round(resumed_seconds(done) + time.perf_counter() - start, 1)
             return out
 
         parts = {
@@ -300,7 +305,6 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
     results = {"before": encoder_stage("before", model, None, null=True, control=False)}
     trained: dict[str, Trained] = {}
     for adapter in adapters:
-        start = time.perf_counter()
 
         def run(checkpoint, adapter=adapter):
             data = _shuffled(train, adapter.recipe.seed, "label") if adapter.shuffled else train
@@ -320,7 +324,8 @@ def _ser(model, profile, section, spec, cache) -> E3Analysis:
         trained[adapter.name] = cached_training(
             f"{name}-ser-prosody-{adapter.name}", key, model, run, n_classes=n_classes
         )
-        timings[f"train_{adapter.name}_s"] = round(time.perf_counter() - start, 1)
+        # the training's compute time, kept with the adapter (summed over resumes)
+        timings[f"train_{adapter.name}_s"] = round(trained[adapter.name].log.seconds, 1)
         after_model = adapted(model, trained[adapter.name].peft_encoder, f"ser-prosody-{key}")
         control = adapter.name.startswith("control")
         results[adapter.name] = encoder_stage(
@@ -426,7 +431,7 @@ def _asr(model, profile, section, spec, cache) -> E3Analysis:
                 out["secondary"] = {
                     "layer_contributions": layer_contributions(encoder_model, noisy)
                 }
-            out["seconds"] = round(time.perf_counter() - start, 1)
+            out["seconds"] = round(resumed_seconds(done) + time.perf_counter() - start, 1)
             return out
 
         parts = {
@@ -442,7 +447,6 @@ def _asr(model, profile, section, spec, cache) -> E3Analysis:
     results = {"before": encoder_stage("before", model, control=False)}
     trained: dict[str, Trained] = {}
     for adapter in adapters:
-        start = time.perf_counter()
 
         def run(checkpoint, adapter=adapter):
             progress = reporter(f"{label} training ({adapter.name})", "steps")
@@ -455,7 +459,8 @@ def _asr(model, profile, section, spec, cache) -> E3Analysis:
 
         key = _train_key(model, sets["train"].manifest_sha256, adapter, family)
         trained[adapter.name] = cached_training(f"{name}-asr-noise-{adapter.name}", key, model, run)
-        timings[f"train_{adapter.name}_s"] = round(time.perf_counter() - start, 1)
+        # the training's compute time, kept with the adapter (summed over resumes)
+        timings[f"train_{adapter.name}_s"] = round(trained[adapter.name].log.seconds, 1)
         after_model = adapted(model, trained[adapter.name].peft_encoder, f"asr-noise-{key}")
         control = adapter.name.startswith("control")
         results[adapter.name] = encoder_stage(adapter.name, after_model, control=control)

@@ -5,7 +5,8 @@ Each entry of ``<cache>/analyses`` is one stage of one analysis
 (``{kind}-{model}-{family}-{profile}-{key}``):
 
 - ``done``: the stage's result is stored (``.npz``);
-- ``partial``: a batch checkpoint (``.partial.npz``) holds this many finished batches;
+- ``partial``: a batch checkpoint (``.partial.npz``) holds this many finished batches,
+  computed in this much time (summed over the processes that ran it);
 - ``running``: a process holds the stage's lock now (it is computing it).
 
 Trained adapters (``<cache>/adapters``) are listed by name.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from listenkit import codec
+from listenkit import checkpoint_file, codec
 
 __all__ = ["StageStatus", "cache_status", "format_status"]
 
@@ -33,7 +34,8 @@ _MODEL = re.compile(r"-(?P<model>whisper-[a-z0-9.]+(?:-v\d)?|qwen2-audio-7b|plan
 @dataclass(frozen=True)
 class StageStatus:
     """One cache entry: ``state`` is ``done``, ``partial`` or ``running`` (a lock is held
-    and nothing is stored yet); ``batches``: finished batches of a partial entry;
+    and nothing is stored yet); ``batches``: finished batches of a partial entry and
+    ``seconds`` their compute time (None when the checkpoint kept none);
     ``age_s``: seconds since the entry (or its checkpoint) was last written (None for a
     running stage with nothing written yet)."""
 
@@ -46,6 +48,7 @@ class StageStatus:
     batches: int | None
     age_s: float | None
     running: bool
+    seconds: float | None = None
 
 
 def _held(lock_path: Path) -> bool:
@@ -70,12 +73,15 @@ def _split(head: str) -> tuple[str, str, str]:
     return "-".join(parts[:2]), parts[2] if len(parts) > 2 else "", "-".join(parts[3:])
 
 
-def _batches(path: Path) -> int | None:
+def _batches(path: Path) -> tuple[int | None, float | None]:
+    """(finished batches, compute seconds so far) of a checkpoint; (None, None) while it
+    is being rewritten; seconds None for a format-1 file (it kept no time)."""
     try:
         stored = codec.load(path)
     except Exception:  # a checkpoint being rewritten: count unknown
-        return None
-    return len(stored) if isinstance(stored, dict) else None
+        return None, None
+    batches, seconds = checkpoint_file.unpack(stored)
+    return (len(batches), seconds or None) if isinstance(stored, dict) else (None, None)
 
 
 def cache_status(root: str | Path, *, now: float | None = None) -> list[StageStatus]:
@@ -106,13 +112,22 @@ def cache_status(root: str | Path, *, now: float | None = None) -> list[StageSta
             continue  # an old lock file: nothing stored, nobody computing
         state = "running" if pending else ("partial" if match["partial"] else "done")
         age = max(now - path.stat().st_mtime, 0.0) if path.exists() else None
+        batches, seconds = _batches(path) if state == "partial" else (None, None)
         found[str(stored)] = StageStatus(
             kind=kind, model=model, family=family, profile=match["profile"],
             key=match["key"], state=state,
-            batches=_batches(path) if state == "partial" else None,
+            batches=batches, seconds=seconds,
             age_s=age, running=running,
         )  # fmt: skip
     return sorted(found.values(), key=lambda s: (s.model, s.family, s.profile, s.kind))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _age(seconds: float) -> str:
@@ -138,6 +153,8 @@ def format_status(stages: list[StageStatus], adapters: list[str] = ()) -> str:
         what = s.state
         if s.state == "partial":
             what += f": {s.batches if s.batches is not None else '?'} batches"
+            if s.seconds is not None:
+                what += f" in {_duration(s.seconds)}"
         if s.running and s.state != "running":
             what += ", running"
         written = "" if s.age_s is None else f"written {_age(s.age_s)}"
