@@ -94,3 +94,23 @@ def test_the_v3_against_v2_table_is_the_published_ledgers():
         "results/README.md's v3-vs-v2 section differs from the published ledgers: paste "
         "the output of `listenkit report results/*-full --compare --markdown`"
     )
+
+
+def test_the_v3_compute_times_are_the_published_evidence():
+    """results/README.md's v3 compute times are generated (``listenkit report
+    results/*-v3-*-full --times``), never typed."""
+    import tomllib
+
+    from listenkit.report.compute_times import cell_times, markdown_times
+    from listenkit.report.verdict_changes import amendments_from
+
+    page = (RESULTS / "README.md").read_text()
+    start, end = "<!-- times:generated -->\n", "<!-- times:end -->"
+    assert start in page and end in page, "results/README.md has lost its compute times"
+    block = page.split(start, 1)[1].split(end, 1)[0]
+    prereg = tomllib.loads((RESULTS.parent / "claims" / "preregistration.toml").read_text())
+    v3 = sorted(p for p in PUBLISHED if "-v3-" in p.name)
+    assert block == markdown_times(cell_times(v3, amendments_from(prereg)[1])), (
+        "results/README.md's compute times differ from the published evidence: paste the "
+        "output of `listenkit report results/*-v3-*-full --times`"
+    )

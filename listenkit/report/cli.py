@@ -255,6 +255,22 @@ def _compare(args: argparse.Namespace, ledgers: list[dict]) -> int:
     return 0
 
 
+def _times(args: argparse.Namespace) -> int:
+    """``--times``: each cell's compute time, from the runs' evidence files."""
+    from listenkit.report.compute_times import cell_times, markdown_times
+    from listenkit.report.verdict_changes import amendments_from
+
+    experiment_of: dict[str, str] = {}
+    path = Path(args.preregistration)
+    if path.is_file():
+        import tomllib
+
+        experiment_of = amendments_from(tomllib.loads(path.read_text()))[1]
+    folders = [Path(p) if Path(p).is_dir() else Path(p).parent for p in args.ledgers]
+    print(markdown_times(cell_times(folders, experiment_of)), end="")
+    return 0
+
+
 def _report_command(args: argparse.Namespace) -> int:
     if args.publish:
         copied = publish_run(args.ledgers[0], args.publish)
@@ -267,6 +283,8 @@ def _report_command(args: argparse.Namespace) -> int:
         print(f"redrew {len(drawn)} plots from their evidence in {args.ledgers[0]}")
         if not args.html:
             return 0
+    if args.times and not args.compare:
+        return _times(args)
     mapping = _scorecard_mapping(args)
     if args.html:
         from listenkit.report.static_page import render_run
@@ -280,7 +298,11 @@ def _report_command(args: argparse.Namespace) -> int:
         print(markdown_scorecard(ledgers, mapping or {}), end="")
         return 0
     if args.compare:
-        return _compare(args, ledgers)
+        code = _compare(args, ledgers)
+        if code == 0 and args.times:
+            print()
+            code = _times(args)
+        return code
     try:
         merged = ledgers[0] if len(ledgers) == 1 else merge_ledgers(ledgers)
     except ValueError as err:
@@ -379,8 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
         "each change's findings and amendments",
     )  # fmt: skip
     report.add_argument(
+        "--times", action="store_true",
+        help="print each cell's compute time (its stages, from the evidence files), and "
+        "E3's time per LoRA seed; after --compare's output when both are given",
+    )  # fmt: skip
+    report.add_argument(
         "--preregistration", metavar="TOML", default=DEFAULT_PREREGISTRATION,
-        help="the amendments --compare --markdown cites (default: %(default)s)",
+        help="the amendments --compare --markdown cites and the experiment of each claim "
+        "--times groups by (default: %(default)s)",
     )  # fmt: skip
     report.add_argument(
         "--html", action="store_true", help="write RUN/index.html: matrix first, every cell"
