@@ -97,7 +97,9 @@ class BatchCheckpoint(MutableMapping):
 
     The file also keeps the compute time spent on the computation so far: ``seconds`` =
     earlier processes' time up to their last written batch (``seconds_before``) + this
-    process's time since it opened the checkpoint. Work lost at a kill is not counted."""
+    process's time since it opened the checkpoint. A killed process's work after its last
+    written batch is not counted; what a resumed process redoes before its first batch
+    (e.g. E3's probe training) is counted again."""
 
     def __init__(self, path: Path, *, fresh: bool = False) -> None:
         self.path = path
