@@ -12,9 +12,9 @@ the mean and range over the seeds, and the same for the controls.
 What a time covers: the compute time the evidence records, on the machine that ran
 it. Two limits, so the commit is printed with each row:
 
-- a stage resumed from a batch checkpoint counts every process's part from commit
-  793d921 on (the checkpoint keeps its time); at earlier commits only the last
-  process's part (LoRA training has counted every part since 19b43af);
+- from commit 793d921 on, a stage resumed from a batch checkpoint and an E3 LoRA
+  training resumed from its checkpoint count every process's part (the checkpoints
+  keep their time); at earlier commits only the last process's part;
 - a stage that stores no time of its own and was read from the cache counts about 0 s
   (E4's head sets; E1's sweeps when its analysis was computed after them).
 """
