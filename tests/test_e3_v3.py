@@ -233,3 +233,23 @@ def test_preregistration_v3_e3_is_what_the_code_reads():
     peft = attach_lora(_random_model(), LoraSpec(r=2, alpha=4, target=target), seed=0)
     names = [n for n, p in peft.named_parameters() if p.requires_grad]
     assert names and all("blocks.2.attn.value" in n for n in names)
+
+
+def test_a_control_whose_gap_fails_the_floor_drops_that_pair_from_its_own_test():
+    """A control encoder (e.g. LoRA on permuted transcripts) can make a pair's clean -
+    corrupt gap <= 0 where before and every after-j pass the floor (the full-profile
+    tiny.en asr-noise cell did): its test reads C4's rows minus that pair, says how many,
+    and C4's own rows do not change."""
+    before = _planted_curve(planted_model(2))
+    broken = {k: (np.array(v, copy=True) if k != "layers" else v) for k, v in before.items()}
+    broken["source"][0] = broken["base"][0] - 0.5  # the control reverses pair 0's gap
+    curves = {"before": before, "after-0": before, "control-shuffled-labels": broken}
+    analysis = _analysis(curves)
+    n = len(before["source"])
+    assert e3.rows_for_test(analysis, analysis.site, ["after-0"]).sum() == n
+    assert e3.rows_for_test(analysis, analysis.site, ["control-shuffled-labels"]).sum() == n - 1
+    checked = e3.controls(analysis, {}, _rng, 200, claim_holds=False)
+    assert checked.numbers["control_shuffled_labels_pairs"] == n - 1
+    shapes = e3._shapes(analysis, analysis.site, analysis.included())
+    assert shapes["control-shuffled-labels"]["n_pairs"] == n - 1
+    assert shapes["before"]["n_pairs"] == n

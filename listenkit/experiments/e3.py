@@ -555,8 +555,27 @@ def _ratio(arrays: Mapping[str, Any], rows: np.ndarray) -> RatioOfMeans:
     return RatioOfMeans(patched[rows] - base[rows, None], (source - base)[rows])
 
 
+def _past_floor(e3: E3Analysis, site: str, names: list[str]) -> np.ndarray:
+    """Pairs whose clean - corrupt gap is past the floor (and > 0) in every curve named."""
+    keep = np.ones(len(e3.ids), dtype=bool)
+    for name in names:
+        arrays = e3.curves[site][name]
+        gap = np.asarray(arrays["source"]) - np.asarray(arrays["base"])
+        keep &= (gap >= e3.floor) & (gap > 0)
+    return keep
+
+
+def rows_for_test(e3: E3Analysis, site: str, afters: list[str]) -> np.ndarray:
+    """The pairs a test of ``afters`` against ``before`` reads: C4's rows (past the floor
+    in before and every after-j) that are also past the floor in every curve the test
+    reads (the tested curves and the readout-null probes). For C4 itself this drops a
+    pair only when a null probe's gap is below the floor (amendment of 2026-12-03)."""
+    names = ["before", *afters, *(name for group in e3.null_names for name in group)]
+    return e3.included() & _past_floor(e3, site, names)
+
+
 def _test(e3: E3Analysis, site: str, afters: list[str], rng, n_resamples: int):
-    rows = e3.included()
+    rows = rows_for_test(e3, site, afters)
     curves = e3.curves[site]
     clusters = [c for c, keep in zip(e3.clusters, rows, strict=True) if keep]
     nulls = [[_ratio(curves[name], rows) for name in group] for group in e3.null_names]
@@ -595,6 +614,7 @@ def controls(
     numbers: dict[str, Any] = {}
     for name, r in results.items():
         short = name.removeprefix("control-").replace("-", "_")
+        numbers[f"control_{short}_pairs"] = int(rows_for_test(e3, e3.site, [name]).sum())
         numbers[f"control_{short}_holds"] = r.holds()
         numbers[f"control_{short}_delta"] = round(r.delta, 4)
     problems = []
@@ -658,10 +678,15 @@ def evidence(
 
 
 def _shapes(e3: E3Analysis, site: str, rows: np.ndarray) -> dict[str, dict[str, float]]:
-    return {
-        name: {k: round(v, 4) for k, v in curve_shape(_ratio(arrays, rows).value()).items()}
-        for name, arrays in e3.curves[site].items()
-    }
+    """Each curve's shape over ``rows`` that are also past the floor in that curve
+    (``n_pairs``: how many); a curve with no such pair has no shape."""
+    out: dict[str, dict[str, float]] = {}
+    for name, arrays in e3.curves[site].items():
+        own = rows & _past_floor(e3, site, [name])
+        if own.any():
+            shape = curve_shape(_ratio(arrays, own).value())
+            out[name] = {k: round(v, 4) for k, v in shape.items()} | {"n_pairs": int(own.sum())}
+    return out
 
 
 def shift(e3: E3Analysis, details: Mapping[str, Any], rng: Any, n_resamples: int) -> Measured:
@@ -717,6 +742,7 @@ def shift(e3: E3Analysis, details: Mapping[str, Any], rng: Any, n_resamples: int
         },
         numbers={
             "n_used": int(rows.sum()),
+            "n_tested": int(rows_for_test(e3, e3.site, afters).sum()),
             "adaptation_passed": bool(e3.success["passed"]),
             "seeds": e3.seeds,
             "delta": round(result.delta, 4),
