@@ -96,7 +96,9 @@ def cell_times(runs: Sequence[str | Path], experiment_of: Mapping[str, str]) -> 
             evidence = json.loads(path.read_text())
             timings = evidence.get("timings_s") or {}
             claim = str(evidence.get("claim", path.parent.parent.name))
-            model, family = str(evidence.get("model", "")), str(evidence.get("family", ""))
+            model = str(evidence.get("model", ""))
+            folder = path.parent.name  # <model>-<family> (E3's "family" field describes it)
+            family = folder.removeprefix(f"{model}-") if model else folder
             key = (Path(run).name, experiment_of.get(claim, claim), model, family)
             cell = found.setdefault(key, {"claims": set(), "stages": {}, "commit": ""})
             cell["claims"].add(claim)
