@@ -253,3 +253,13 @@ def test_a_control_whose_gap_fails_the_floor_drops_that_pair_from_its_own_test()
     shapes = e3._shapes(analysis, analysis.site, analysis.included())
     assert shapes["control-shuffled-labels"]["n_pairs"] == n - 1
     assert shapes["before"]["n_pairs"] == n
+    # a control with no pair past the floor cannot be tested: said, and the cell is
+    # inconclusive (a shuffled control that cannot run cannot show it calls no shift)
+    dead = {k: (np.array(v, copy=True) if k != "layers" else v) for k, v in before.items()}
+    dead["source"][:] = dead["base"] - 0.5
+    untestable = e3.controls(
+        _analysis(curves | {"control-shuffled-labels": dead}), {}, _rng, 200, claim_holds=True
+    )
+    assert untestable.numbers["control_shuffled_labels_pairs"] == 0
+    assert untestable.numbers["control_shuffled_labels_holds"] is None
+    assert not untestable.ok and "cannot be tested" in untestable.reason

@@ -610,14 +610,24 @@ def controls(
     - zero-step (an adapter that never moved): reported, its Delta should be 0.
     """
     present = [name for name in CONTROLS.values() if name in e3.curves[e3.site]]
-    results = {name: _test(e3, e3.site, [name], rng(name), n_resamples) for name in present}
+    pairs = {name: int(rows_for_test(e3, e3.site, [name]).sum()) for name in present}
+    results = {
+        name: _test(e3, e3.site, [name], rng(name), n_resamples) for name in present if pairs[name]
+    }
     numbers: dict[str, Any] = {}
-    for name, r in results.items():
-        short = name.removeprefix("control-").replace("-", "_")
-        numbers[f"control_{short}_pairs"] = int(rows_for_test(e3, e3.site, [name]).sum())
-        numbers[f"control_{short}_holds"] = r.holds()
-        numbers[f"control_{short}_delta"] = round(r.delta, 4)
     problems = []
+    for name in present:
+        short = name.removeprefix("control-").replace("-", "_")
+        numbers[f"control_{short}_pairs"] = pairs[name]
+        if name not in results:  # no pair past the floor in this control: untestable
+            numbers[f"control_{short}_holds"] = None
+            if name != "control-zero-step" and not (name == "control-late-layer" and claim_holds):
+                problems.append(
+                    f"the {name} control has no pair past the floor: it cannot be tested"
+                )
+            continue
+        numbers[f"control_{short}_holds"] = results[name].holds()
+        numbers[f"control_{short}_delta"] = round(results[name].delta, 4)
     late = results.get("control-late-layer")
     if late is not None:
         learned = e3.success["per_adapter"].get("control-late-layer", {}).get("passed", False)
@@ -695,16 +705,17 @@ def shift(e3: E3Analysis, details: Mapping[str, Any], rng: Any, n_resamples: int
     rows = e3.included()
     afters = e3.after_names()
     result = _test(e3, e3.site, afters, rng("seeded-bootstrap"), n_resamples)
-    reported = {
-        site: _test(e3, site, afters, rng(f"reported-{site}"), n_resamples).to_dict()
-        for site in e3.curves
-        if site != e3.site
-    }
+
+    def report(site: str, names: list[str], key: str) -> dict:
+        if not rows_for_test(e3, site, names).any():
+            return {"untestable": "no pair past the floor in every curve this test reads"}
+        return _test(e3, site, names, rng(key), n_resamples).to_dict()
+
+    reported = {site: report(site, afters, f"reported-{site}") for site in e3.curves
+                if site != e3.site}  # fmt: skip
     joint = [f"joint-{j}" for j in range(e3.seeds)]
     if all(j in e3.curves[e3.site] for j in joint):
-        reported["joint-heads (v2's readout)"] = _test(
-            e3, e3.site, joint, rng("joint"), n_resamples
-        ).to_dict()
+        reported["joint-heads (v2's readout)"] = report(e3.site, joint, "joint")
     shapes = _shapes(e3, e3.site, rows)
     layers = e3.curves[e3.site]["before"]["layers"]
     curves = {
