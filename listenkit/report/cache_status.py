@@ -124,18 +124,14 @@ def cache_status(root: str | Path, *, now: float | None = None) -> list[StageSta
 
 def _duration(seconds: float) -> str:
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.0f}s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
 
 
 def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
+    return f"{_duration(seconds)} ago"
 
 
 def format_status(stages: list[StageStatus], adapters: list[str] = ()) -> str:
