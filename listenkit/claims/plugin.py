@@ -11,7 +11,6 @@ anything else = error. It stays out of runs that do not collect the claims folde
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -23,8 +22,10 @@ from listenkit.claims.html_report import cell_block, summary_blocks
 from listenkit.claims.ledger import collect_ledger, write_ledger_entry
 from listenkit.claims.preregistration import CellId, Preregistration
 from listenkit.claims.scheduling import scheduler
-from listenkit.claims.session import ClaimsSession, folder_sha256
+from listenkit.claims.session import ClaimsSession
+from listenkit.claims.stage_adoption import origin_at, suite_sha256
 from listenkit.experiments import progress
+from listenkit.experiments.stage_origin import Origin
 from listenkit.report.evidence import write_json_atomic
 
 SESSION = pytest.StashKey[ClaimsSession]()
@@ -60,6 +61,13 @@ OPTIONS = {
         default=False,
         help="recompute every analysis, ignoring the on-disk analysis cache "
         "(entries are rewritten)",
+    ),
+    "adopt-stages-from": dict(
+        default=None,
+        metavar="COMMIT",
+        help="reuse analyses an earlier commit of this checkout finished (or checkpointed) "
+        "when this commit's key misses: for an amendment that changes how verdicts read "
+        "them, not how they are computed; the evidence lists every adopted one",
     ),
 }
 
@@ -117,13 +125,16 @@ def evidence_root(config: pytest.Config) -> Path:
     return root if root.is_absolute() else config.invocation_params.dir / root
 
 
-def _suite_sha256(config: pytest.Config) -> str:
-    """The suite's own code that can shape an analysis: its ``fixtures/`` folder and the
-    ``conftest.py`` files of the rootdir and of the claims folder."""
-    files = [config.rootpath / "conftest.py", preregistration_path(config).parent / "conftest.py"]
-    parts = [folder_sha256(config.rootpath / "fixtures")]
-    parts += [hashlib.sha256(f.read_bytes()).hexdigest() for f in files if f.is_file()]
-    return hashlib.sha256("".join(parts).encode()).hexdigest()
+def _origins(config: pytest.Config) -> tuple[Origin, ...]:
+    commit = config.getoption("listenkit_adopt_stages_from")
+    if not commit:
+        return ()
+    if config.getoption("listenkit_fresh"):
+        raise pytest.UsageError("--fresh recomputes every analysis: it cannot adopt stages")
+    try:
+        return (origin_at(config.rootpath, commit, preregistration_path(config)),)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 def _session(config: pytest.Config) -> ClaimsSession | None:
@@ -143,7 +154,8 @@ def pytest_configure(config: pytest.Config) -> None:
         profile=config.getoption("listenkit_profile"),
         root=root,
         fresh=config.getoption("listenkit_fresh"),
-        suite_sha256=_suite_sha256(config),
+        suite_sha256=suite_sha256(config.rootpath, preregistration_path(config).parent),
+        adopt=_origins(config),
         started=getattr(config, "workerinput", {}).get("listenkit_started"),
     )
     if getattr(config.option, "dist", "no") == "load":

@@ -26,6 +26,7 @@ import pytest
 from listenkit.claims.cell import Cell, Probed
 from listenkit.claims.preregistration import CellId, Preregistration
 from listenkit.experiments.cache import AnalysisCache, code_sha256
+from listenkit.experiments.stage_origin import Origin
 from listenkit.report.evidence import environment
 
 __all__ = ["ClaimsSession"]
@@ -43,6 +44,7 @@ class ClaimsSession:
         root: Path,
         fresh: bool,
         suite_sha256: str,
+        adopt: tuple[Origin, ...] = (),
         started: float | None = None,
     ) -> None:
         self.config = config
@@ -52,7 +54,7 @@ class ClaimsSession:
         # under --fresh, an entry another worker stored during this run is fresh too
         self.started = time.time() if started is None else started
         self.cache = AnalysisCache(
-            salt=prereg.sha256 + suite_sha256, fresh=fresh, fresh_since=self.started
+            salt=prereg.sha256 + suite_sha256, fresh=fresh, fresh_since=self.started, adopt=adopt
         )
         self._analyses: dict[tuple[str, str, str], Any] = {}
         self._p_values: dict[CellId, float | None] = {}
@@ -142,7 +144,18 @@ class ClaimsSession:
             "code_sha256": code_sha256(),
             "suite_sha256": self.suite_sha256,
             "versions": _environment(),
-        }
+        } | self._adopted(cell)
+
+    def _adopted(self, cell: Cell) -> dict[str, Any]:
+        """``stages_adopted``: the cell's analyses that an earlier commit computed (or
+        began: ``partial``), each with the entry it was copied from (absent when none)."""
+        infix = f"-{cell.model}-{cell.family}-{self.profile}-"
+        stages = [
+            {"stage": name, **record}
+            for name, record in sorted(self.cache.origins.items())
+            if infix in name
+        ]
+        return {"stages_adopted": stages} if stages else {}
 
 
 @functools.cache

@@ -12,8 +12,10 @@ keyed by everything that shapes its numbers:
   code that only renders or judges (``RENDER_ONLY``), so a better plot or ledger
   re-renders a finished run instead of recomputing it.
 
-Any part changed -> another key -> recomputed, never reused. ``fresh=True`` ignores
-the cache (and overwrites). Entries are ``.npz`` files (``listenkit.codec``:
+Any part changed -> another key -> recomputed, never reused, unless the caller names
+an earlier commit's key inputs to adopt from (``adopt``: ``stage_origin``), which copies
+the earlier entry and records where it came from. ``fresh=True`` ignores the cache (and
+overwrites). Entries are ``.npz`` files (``listenkit.codec``:
 data, never code) written atomically under ``<root>/analyses/``; an unreadable entry is
 recomputed. One process computes an entry at a time (``<key>.npz.lock``, a ``filelock``
 lock): a second run that needs the same entry says so, waits, and reads the first
@@ -37,6 +39,13 @@ from filelock import FileLock, Timeout
 from listenkit import checkpoint_file, codec
 from listenkit._version import __version__
 from listenkit.experiments.progress import announce
+from listenkit.experiments.stage_origin import (
+    Origin,
+    copy_atomic,
+    origin_file,
+    read_origin,
+    write_origin,
+)
 
 __all__ = [
     "RENDER_ONLY",
@@ -57,9 +66,10 @@ RENDER_ONLY = ("report/", "claims/", "experiments/progress.py")
 
 
 @functools.cache
-def code_sha256(package: Path = PACKAGE) -> str:
-    """sha256 over listenkit's source (relative path + bytes), without ``RENDER_ONLY``."""
-    digest = hashlib.sha256(__version__.encode())
+def code_sha256(package: Path = PACKAGE, version: str = __version__) -> str:
+    """sha256 over listenkit's ``version`` and source (relative path + bytes), without
+    ``RENDER_ONLY`` (``package``: another checkout's ``listenkit/`` gives its hash)."""
+    digest = hashlib.sha256(version.encode())
     for path in sorted(package.rglob("*.py")):
         relative = path.relative_to(package).as_posix()
         if relative.startswith(RENDER_ONLY):
@@ -176,7 +186,9 @@ class AnalysisCache:
     ``salt``: what else shapes every entry (e.g. the pre-registration's sha256);
     ``fresh``: recompute every entry this object is asked for (and overwrite it), except
     one stored after ``fresh_since`` (a Unix time: another worker of the same run);
-    ``say``: where a waiting process says so (default: stderr)."""
+    ``say``: where a waiting process says so (default: stderr);
+    ``adopt``: earlier commits' key inputs; a missing entry (or batch checkpoint) found
+    under one of their keys is copied to this key, recorded in ``origins``."""
 
     def __init__(
         self,
@@ -186,6 +198,7 @@ class AnalysisCache:
         fresh: bool = False,
         fresh_since: float | None = None,
         say: Callable[[str], None] = announce,
+        adopt: tuple[Origin, ...] = (),
     ) -> None:
         if root is None:
             from listenkit.models.cache import cache_root
@@ -196,13 +209,14 @@ class AnalysisCache:
         self.fresh = fresh
         self.fresh_since = fresh_since
         self.say = say
+        self.adopt = tuple(adopt)
+        if adopt and fresh:
+            raise ValueError("fresh recomputes every entry: there is nothing to adopt")
+        # entry name -> its adoption record, for every adopted entry this object read
+        self.origins: dict[str, dict[str, Any]] = {}
 
     def key(self, kind: str, model: str, family: str, profile: str, **parts: str) -> str:
-        digest = hashlib.sha256(self.salt.encode())
-        digest.update(code_sha256().encode())
-        for name in sorted(parts):
-            digest.update(f"{name}={parts[name]}".encode())
-        return f"{kind}-{model}-{family}-{profile}-{digest.hexdigest()[:20]}"
+        return _key(self.salt, code_sha256(), (kind, model, family, profile), parts)
 
     def get(
         self,
@@ -224,15 +238,51 @@ class AnalysisCache:
         if path.is_file() and not self._stale(path):
             ok, stored = _read(path)
             if ok:
-                return stored
+                return self._noted(path, stored)
         before = _mtime(path)
         with self._exclusive(path, key):
             # what another process stored meanwhile (when fresh: only if it is new)
             if not self._stale(path) or _mtime(path) != before:
                 ok, stored = _read(path)
                 if ok:
-                    return stored
-            return self._compute_and_store(path, compute, batches=batches)
+                    return self._noted(path, stored)
+            if self._adopted(path, (kind, model, family, profile), parts):
+                ok, stored = _read(path)
+                if ok:
+                    return self._noted(path, stored)
+            return self._noted(path, self._compute_and_store(path, compute, batches=batches))
+
+    def _adopted(self, path: Path, names: tuple[str, ...], parts: dict[str, str]) -> bool:
+        """Copy the first origin's finished entry to ``path`` (True), or else its batch
+        checkpoint (False: the stage resumes from it); without either, forget any old
+        adoption record at ``path`` (False: computed here)."""
+        partial = path.with_suffix(".partial.npz")
+        for origin in self.adopt:
+            old = self.folder / f"{_key(origin.salt, origin.code_sha256, names, parts)}.npz"
+            record = {"from": old.name, "from_commit": origin.commit}
+            if _read(old)[0]:
+                copy_atomic(old, path)
+                write_origin(path, record | {"partial": False})
+                self.say(f"{path.stem}: adopted from commit {origin.commit[:12]} ({old.name})")
+                return True
+            old_partial = old.with_suffix(".partial.npz")
+            if not partial.is_file() and _read(old_partial)[0]:
+                copy_atomic(old_partial, partial)
+                write_origin(path, record | {"partial": True})
+                self.say(
+                    f"{path.stem}: resuming from commit {origin.commit[:12]}'s batch "
+                    f"checkpoint ({old_partial.name})"
+                )
+                return False
+        if self.fresh or not (partial.is_file() and read_origin(path)):
+            origin_file(path).unlink(missing_ok=True)
+        return False
+
+    def _noted(self, path: Path, stored: T) -> T:
+        record = read_origin(path)
+        if record is not None:
+            self.origins[path.stem] = record
+        return stored
 
     @contextmanager
     def _exclusive(self, path: Path, key: str) -> Iterator[None]:
@@ -269,6 +319,15 @@ class AnalysisCache:
             return result
         done.discard()
         return result
+
+
+def _key(salt: str, code: str, names: tuple[str, ...], parts: dict[str, str]) -> str:
+    """``<kind>-<model>-<family>-<profile>-<first 20 hex of sha256(salt, code, parts)>``."""
+    digest = hashlib.sha256(salt.encode())
+    digest.update(code.encode())
+    for name in sorted(parts):
+        digest.update(f"{name}={parts[name]}".encode())
+    return "-".join(names) + f"-{digest.hexdigest()[:20]}"
 
 
 def _mtime(path: Path) -> int | None:
