@@ -17,6 +17,7 @@ import pytest
 from listenkit.claims.stage_adoption import origin_at, suite_sha256
 from listenkit.experiments.cache import AnalysisCache, code_sha256
 from listenkit.experiments.stage_origin import Origin
+from listenkit.report.cache_status import cache_status, format_status
 
 from .test_analysis_cache import CONFTEST, FAKE_CLAIMS, PREREGISTRATION
 
@@ -49,6 +50,10 @@ def test_a_miss_adopts_the_earlier_commits_entry_and_records_it(tmp_path):
     later = AnalysisCache(tmp_path, salt="prereg-v2")
     assert later.get(*NAMES, PARTS, _never) == {"x": 1.5}
     assert later.origins == new.origins
+    status = {s.key: s for s in cache_status(tmp_path)}
+    assert status[key.rsplit("-", 1)[1]].adopted_from == "a" * 40
+    assert status[old.key(*NAMES, **PARTS).rsplit("-", 1)[1]].adopted_from is None
+    assert "done (adopted from aaaaaaa)" in format_status(list(status.values()))
 
 
 def test_nothing_is_adopted_under_another_key(tmp_path):

@@ -14,6 +14,7 @@ Trained adapters (``<cache>/adapters``) are listed by name.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ class StageStatus:
     and nothing is stored yet); ``batches``: finished batches of a partial entry and
     ``seconds`` their compute time (None when the checkpoint kept none);
     ``age_s``: seconds since the entry (or its checkpoint) was last written (None for a
-    running stage with nothing written yet)."""
+    running stage with nothing written yet); ``adopted_from``: the commit an adopted
+    entry (or checkpoint) was copied from (``<key>.origin.json``), else None."""
 
     kind: str
     model: str
@@ -49,6 +51,14 @@ class StageStatus:
     age_s: float | None
     running: bool
     seconds: float | None = None
+    adopted_from: str | None = None
+
+
+def _adopted_from(stored: Path) -> str | None:
+    try:
+        return str(json.loads(stored.with_suffix(".origin.json").read_text())["from_commit"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _held(lock_path: Path) -> bool:
@@ -117,7 +127,7 @@ def cache_status(root: str | Path, *, now: float | None = None) -> list[StageSta
             kind=kind, model=model, family=family, profile=match["profile"],
             key=match["key"], state=state,
             batches=batches, seconds=seconds,
-            age_s=age, running=running,
+            age_s=age, running=running, adopted_from=_adopted_from(stored),
         )  # fmt: skip
     return sorted(found.values(), key=lambda s: (s.model, s.family, s.profile, s.kind))
 
@@ -151,6 +161,8 @@ def format_status(stages: list[StageStatus], adapters: list[str] = ()) -> str:
             what += f": {s.batches if s.batches is not None else '?'} batches"
             if s.seconds is not None:
                 what += f" in {_duration(s.seconds)}"
+        if s.adopted_from:
+            what += f" (adopted from {s.adopted_from[:7]})"
         if s.running and s.state != "running":
             what += ", running"
         written = "" if s.age_s is None else f"written {_age(s.age_s)}"
