@@ -18,6 +18,7 @@ from listenkit.claims.stage_adoption import origin_at, suite_sha256
 from listenkit.experiments.cache import AnalysisCache, code_sha256
 from listenkit.experiments.stage_origin import Origin
 from listenkit.report.cache_status import cache_status, format_status
+from listenkit.report.static_page import render_run
 
 from .test_analysis_cache import CONFTEST, FAKE_CLAIMS, PREREGISTRATION
 
@@ -172,5 +173,8 @@ def test_a_claims_run_adopts_stages_and_its_evidence_says_so(tmp_path):
     [stage] = evidence["stages_adopted"]
     assert stage["from_commit"] == first and stage["partial"] is False
     assert "stages_adopted" not in json.loads(next((v1 / "C1").rglob("evidence.json")).read_text())
+    page = render_run(v2).read_text()
+    assert page.count(f"1 analysis stage(s) adopted from commit {first[:12]}") == 2
+    assert "adopted from commit" not in render_run(v1).read_text()
     bad, _ = _claims(tmp_path, "bad", "--listenkit-adopt-stages-from", "nonesuch")
     assert "no such commit" in bad

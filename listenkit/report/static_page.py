@@ -31,11 +31,25 @@ STYLE = (
 )
 
 
-def _statement(folder: Path, entry: dict) -> str:
+def _evidence(folder: Path, entry: dict) -> dict:
     evidence = folder / entry["claim"] / f"{entry['model']}-{entry['family']}" / "evidence.json"
-    if evidence.is_file():
-        return json.loads(evidence.read_text()).get("statement", "")
-    return ""
+    return json.loads(evidence.read_text()) if evidence.is_file() else {}
+
+
+def _adopted(evidence: Mapping[str, Any]) -> str:
+    """A line naming the commits whose stages the cell adopted (``--adopt-stages-from``)."""
+    stages = evidence.get("stages_adopted") or []
+    if not stages:
+        return ""
+    commits = sorted({str(s.get("from_commit", "?"))[:12] for s in stages})
+    partial = sum(bool(s.get("partial")) for s in stages)
+    return (
+        f"<p>{len(stages)} analysis stage(s) adopted from commit {escape(', '.join(commits))}"
+        + (f" ({partial} resumed from its batch checkpoint)" if partial else "")
+        + f", judged at {escape(str(evidence.get('listenkit_commit', '?'))[:12])}: see "
+        "<code>stages_adopted</code> in the cell's evidence.json and the pre-registration's "
+        "amendments.</p>"
+    )
 
 
 def render_run(
@@ -64,7 +78,8 @@ def render_run(
             for k, v in entry.items()
             if k not in ("kind", "message")
         )
-        statement = _statement(folder, entry)
+        evidence = _evidence(folder, entry)
+        statement = evidence.get("statement", "")
         section = (
             f'<section id="{escape(cell_anchor(entry))}"><h3>{escape(entry["claim"])} on '
             f"{escape(entry['model'])}, {escape(entry['family'])}: "
@@ -72,7 +87,7 @@ def render_run(
         )
         if entry.get("message"):
             section += f"<p><b>{escape(entry['message'])}</b></p>"
-        section += f"<table border='1'>{numbers}</table>"
+        section += _adopted(evidence) + f"<table border='1'>{numbers}</table>"
         plot = folder / entry["claim"] / f"{entry['model']}-{entry['family']}" / "plot.png"
         if plot.is_file():
             data = base64.b64encode(plot.read_bytes()).decode()
