@@ -5,6 +5,7 @@ evidence lists what it adopted."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from listenkit import checkpoint_file, codec
 from listenkit.claims.stage_adoption import origin_at, suite_sha256
 from listenkit.experiments.cache import AnalysisCache, code_sha256
 from listenkit.experiments.stage_origin import Origin
@@ -41,10 +43,13 @@ def test_a_miss_adopts_the_earlier_commits_entry_and_records_it(tmp_path):
     key = new.key(*NAMES, **PARTS)
     assert (tmp_path / "analyses" / f"{key}.npz").is_file()  # copied: the old one stays
     assert (tmp_path / "analyses" / f"{old.key(*NAMES, **PARTS)}.npz").is_file()
+    old_entry = tmp_path / "analyses" / f"{old.key(*NAMES, **PARTS)}.npz"
     assert new.origins[key] == {
-        "from": f"{old.key(*NAMES, **PARTS)}.npz",
+        "from": old_entry.name,
         "from_commit": "a" * 40,
+        "parts": PARTS,
         "partial": False,
+        "sha256": hashlib.sha256(old_entry.read_bytes()).hexdigest(),
     }
     assert any("adopted from commit aaaaaaaaaaaa" in line for line in said)
     # a later run at the new commit, without adopting, reads the entry and its record
@@ -99,6 +104,42 @@ def test_a_batch_checkpoint_is_adopted_and_the_stage_resumes_from_it(tmp_path):
     key = new.key(*NAMES, **PARTS)
     assert new.origins[key]["partial"] is True
     assert not (tmp_path / "analyses" / f"{key}.partial.npz").exists()  # done: dropped
+
+
+def test_an_adopted_checkpoint_that_cannot_be_read_or_is_superseded_leaves_no_false_record(
+    tmp_path,
+):
+    origin = Origin("a" * 40, "v1", code_sha256())
+    old = AnalysisCache(tmp_path, salt="v1")
+    old_partial = tmp_path / "analyses" / f"{old.key(*NAMES, **PARTS)}.partial.npz"
+    old_partial.parent.mkdir(parents=True)
+    codec.dump(checkpoint_file.pack({0: 1.0}, 5.0), old_partial)
+    new = AnalysisCache(tmp_path, salt="v2", adopt=(origin,))
+    key = new.key(*NAMES, **PARTS)
+    new_partial = tmp_path / "analyses" / f"{key}.partial.npz"
+
+    def broken_copy(done):  # the copied checkpoint is unreadable when the stage opens it
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        new.get(*NAMES, PARTS, broken_copy, batches=True)
+    assert new_partial.is_file()  # adopted, with its record
+    new_partial.write_bytes(b"garbage")
+    fresh_start = AnalysisCache(tmp_path, salt="v2", adopt=(origin,))
+    assert fresh_start.get(*NAMES, PARTS, lambda done: {"x": len(done)}, batches=True) == {"x": 0}
+    assert fresh_start.origins == {}  # computed from scratch: not called adopted
+    # an old entry that finished after its checkpoint was adopted supersedes the copy
+    other = {"weights": "w2", "stimuli": "s"}
+    codec.dump(checkpoint_file.pack({0: 1.0}, 5.0), tmp_path / "analyses" / (
+        old.key(*NAMES, **other) + ".partial.npz"))  # fmt: skip
+    with pytest.raises(RuntimeError):
+        AnalysisCache(tmp_path, salt="v2", adopt=(origin,)).get(*NAMES, other, broken_copy,
+                                                                batches=True)  # fmt: skip
+    old.get(*NAMES, other, lambda done: {"x": 9.0}, batches=True)  # the old run finishes
+    later = AnalysisCache(tmp_path, salt="v2", adopt=(origin,))
+    assert later.get(*NAMES, other, _never, batches=True) == {"x": 9.0}
+    assert later.origins[later.key(*NAMES, **other)]["partial"] is False
+    assert not (tmp_path / "analyses" / f"{later.key(*NAMES, **other)}.partial.npz").exists()
 
 
 def test_fresh_and_adopt_cannot_be_combined(tmp_path):

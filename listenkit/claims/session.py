@@ -57,6 +57,7 @@ class ClaimsSession:
             salt=prereg.sha256 + suite_sha256, fresh=fresh, fresh_since=self.started, adopt=adopt
         )
         self._analyses: dict[tuple[str, str, str], Any] = {}
+        self._adopted_by: dict[tuple[str, str, str], list[str]] = {}
         self._p_values: dict[CellId, float | None] = {}
         self._tests: dict[CellId, Callable[..., Any]] = {}
         self.probe_errors: dict[str, str] = {}
@@ -83,7 +84,10 @@ class ClaimsSession:
         (experiment, model, family)."""
         key = (cell.experiment, cell.model, cell.family)
         if key not in self._analyses:
+            reads = len(self.cache.adopted_reads)
             result = self.config.hook.pytest_listenkit_analysis(cell=cell)
+            # the adopted entries this analysis read (--adopt-stages-from)
+            self._adopted_by[key] = sorted(set(self.cache.adopted_reads[reads:]))
             if result is None:
                 raise LookupError(
                     f"no pytest_listenkit_analysis hook returned an analysis for {cell.experiment} "
@@ -147,14 +151,12 @@ class ClaimsSession:
         } | self._adopted(cell)
 
     def _adopted(self, cell: Cell) -> dict[str, Any]:
-        """``stages_adopted``: the cell's analyses that an earlier commit computed (or
-        began: ``partial``), each with the entry it was copied from (absent when none)."""
-        infix = f"-{cell.model}-{cell.family}-{self.profile}-"
-        stages = [
-            {"stage": name, **record}
-            for name, record in sorted(self.cache.origins.items())
-            if infix in name
-        ]
+        """``stages_adopted``: the entries the cell's analysis read that an earlier commit
+        computed (or began: ``partial``), each with its adoption record (absent when none).
+        The versions in ``versions`` are this process's; the cache does not keep the
+        origin process's."""
+        names = self._adopted_by.get((cell.experiment, cell.model, cell.family), [])
+        stages = [{"stage": name, **self.cache.origins[name]} for name in names]
         return {"stages_adopted": stages} if stages else {}
 
 

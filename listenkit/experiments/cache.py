@@ -212,8 +212,10 @@ class AnalysisCache:
         self.adopt = tuple(adopt)
         if adopt and fresh:
             raise ValueError("fresh recomputes every entry: there is nothing to adopt")
-        # entry name -> its adoption record, for every adopted entry this object read
+        # entry name -> its adoption record, for every adopted entry this object read;
+        # adopted_reads: their names in the order read (once per read)
         self.origins: dict[str, dict[str, Any]] = {}
+        self.adopted_reads: list[str] = []
 
     def key(self, kind: str, model: str, family: str, profile: str, **parts: str) -> str:
         return _key(self.salt, code_sha256(), (kind, model, family, profile), parts)
@@ -255,25 +257,31 @@ class AnalysisCache:
     def _adopted(self, path: Path, names: tuple[str, ...], parts: dict[str, str]) -> bool:
         """Copy the first origin's finished entry to ``path`` (True), or else its batch
         checkpoint (False: the stage resumes from it); without either, forget any old
-        adoption record at ``path`` (False: computed here)."""
+        adoption record at ``path`` (False: computed here). An origin entry that another
+        process is computing (its lock is held) is waited for. The record (the origin's
+        entry, commit, key parts and the copy's sha256) is written before the copy."""
         partial = path.with_suffix(".partial.npz")
         for origin in self.adopt:
             old = self.folder / f"{_key(origin.salt, origin.code_sha256, names, parts)}.npz"
-            record = {"from": old.name, "from_commit": origin.commit}
-            if _read(old)[0]:
-                copy_atomic(old, path)
-                write_origin(path, record | {"partial": False})
-                self.say(f"{path.stem}: adopted from commit {origin.commit[:12]} ({old.name})")
-                return True
             old_partial = old.with_suffix(".partial.npz")
-            if not partial.is_file() and _read(old_partial)[0]:
-                copy_atomic(old_partial, partial)
-                write_origin(path, record | {"partial": True})
-                self.say(
-                    f"{path.stem}: resuming from commit {origin.commit[:12]}'s batch "
-                    f"checkpoint ({old_partial.name})"
-                )
-                return False
+            if not (old.is_file() or old_partial.is_file()):
+                continue
+            with self._exclusive(old, old.stem):
+                record = {"from": old.name, "from_commit": origin.commit, "parts": dict(parts)}
+                if _read(old)[0]:
+                    write_origin(path, record | {"partial": False, "sha256": _sha256(old)})
+                    copy_atomic(old, path)
+                    partial.unlink(missing_ok=True)  # an adopted checkpoint, now superseded
+                    self.say(f"{path.stem}: adopted from commit {origin.commit[:12]} ({old.name})")
+                    return True
+                if not partial.is_file() and _read(old_partial)[0]:
+                    write_origin(path, record | {"partial": True, "sha256": _sha256(old_partial)})
+                    copy_atomic(old_partial, partial)
+                    self.say(
+                        f"{path.stem}: resuming from commit {origin.commit[:12]}'s batch "
+                        f"checkpoint ({old_partial.name})"
+                    )
+                    return False
         if self.fresh or not (partial.is_file() and read_origin(path)):
             origin_file(path).unlink(missing_ok=True)
         return False
@@ -282,6 +290,7 @@ class AnalysisCache:
         record = read_origin(path)
         if record is not None:
             self.origins[path.stem] = record
+            self.adopted_reads.append(path.stem)
         return stored
 
     @contextmanager
@@ -311,6 +320,8 @@ class AnalysisCache:
 
     def _compute_and_store(self, path: Path, compute: Callable[..., T], *, batches: bool) -> T:
         done = BatchCheckpoint(path.with_suffix(".partial.npz"), fresh=self.fresh)
+        if not done:  # nothing to resume from: an adopted checkpoint, if any, went unread
+            origin_file(path).unlink(missing_ok=True)
         result = compute(done) if batches else compute()
         try:
             codec.dump(result, path)
@@ -319,6 +330,10 @@ class AnalysisCache:
             return result
         done.discard()
         return result
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _key(salt: str, code: str, names: tuple[str, ...], parts: dict[str, str]) -> str:
