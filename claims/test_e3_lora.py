@@ -24,5 +24,6 @@ def test_c4_listen_layer_shifts_deeper_after_lora(cell):
     cell.require(e3.adapted_enough(cell.analysis, cell.minimum("n_used"), details))
     measured = e3.shift(cell.analysis, details, cell.rng, cell.resamples)
     holds = e3.holds(measured)
-    cell.require(e3.controls(cell.analysis, details, cell.rng, cell.resamples, claim_holds=holds))
+    controls = e3.controls(cell.analysis, details, cell.rng, cell.resamples, claim_holds=holds)
+    cell.require(controls, measured=measured)  # inconclusive: C4's numbers still reported
     cell.judge(measured)

@@ -88,8 +88,11 @@ def test_p(cell):
 @pytest.mark.claim("C-min")
 def test_minimum(cell):
     n = cell.analysis["n"]
-    cell.require(n >= cell.minimum("n_used"), f"{n} pairs; the minimum is 8", n_used=n)
-    cell.judge(Measured(observed=1.0))
+    measured = Measured(observed=1.0, numbers={"measured_value": 1.0},
+                        details={"curve": [1, 2]}, why_not=lambda t: f"value 1.0 vs {t}")
+    cell.require(n >= cell.minimum("n_used"), f"{n} pairs; the minimum is 8", n_used=n,
+                 measured=measured)
+    cell.judge(measured)
 """
 
 
@@ -140,6 +143,12 @@ def test_verdicts_are_the_test_outcomes(suite: pytest.Pytester):
     assert verdicts["C-value[m2-f]"]["message"].endswith("value -0.5 <= 0.0")
     assert verdicts["C-value[m1-f]"]["extra"] == 1
     assert "minimum is 8" in verdicts["C-min[m2-f]"]["message"]
+    # an inconclusive cell still reports what was measured, without a verdict on it
+    assert "(measured, not judged: value 1.0 vs 0.0)" in verdicts["C-min[m2-f]"]["message"]
+    assert verdicts["C-min[m2-f]"]["measured_value"] == 1.0
+    assert "observed" not in verdicts["C-min[m2-f]"]
+    inconclusive = json.loads((suite.path / "evidence/C-min/m2-f/evidence.json").read_text())
+    assert inconclusive["curve"] == [1, 2] and "minimum is 8" in inconclusive["reason"]
     assert "weights not supplied" in verdicts["C-p[m3-f]"]["message"]
     evidence = json.loads((suite.path / "evidence/C-value/m1-f/evidence.json").read_text())
     for key in ("statement", "source", "preregistration_sha256", "listenkit_commit",

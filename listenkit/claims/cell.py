@@ -113,11 +113,20 @@ class Cell:
     # -- verdicts --------------------------------------------------------------------
 
     def require(
-        self, ok: Any, reason: str = "", *, evidence: Mapping[str, Any] | None = None, **ledger: Any
+        self,
+        ok: Any,
+        reason: str = "",
+        *,
+        evidence: Mapping[str, Any] | None = None,
+        measured: Measurement | None = None,
+        **ledger: Any,
     ) -> None:
         """Unless ``ok``: the cell is inconclusive with ``reason`` (a pre-registered
         minimum not met, an undefined statistic); its evidence is written first. ``ok``
-        may be a ``listenkit.experiments.Requirement`` (its reason, numbers, details)."""
+        may be a ``listenkit.experiments.Requirement`` (its reason, numbers, details).
+        ``measured``: the claim's statistic, computed before the requirement could be
+        checked (e.g. a control); an inconclusive cell still reports its numbers, its
+        evidence and its plot, and its finding follows the reason (no verdict)."""
         __tracebackhide__ = True
         if hasattr(ok, "ok"):
             reason, ledger = ok.reason, {**ok.numbers, **ledger}
@@ -126,8 +135,14 @@ class Cell:
             return
         if self.probe:
             raise Probed(None)
+        if measured is not None:
+            ledger = {**measured.ledger(), **ledger}
+            evidence = {**measured.evidence(), **(evidence or {})}
+            reason += f" (measured, not judged: {measured.finding(self.spec['threshold'])})"
         self.record.update({"statistic": self.spec["statistic"], **ledger})
         self._write(dict(evidence or {}) | {"reason": reason})
+        if measured is not None:
+            self._plot(measured)
         self.record["inconclusive_reason"] = reason
         pytest.xfail(f"inconclusive: {reason}")
 
