@@ -34,8 +34,9 @@ def suite_sha256(root: Path, claims_folder: Path) -> str:
 
 
 def origin_at(root: Path, commit: str, preregistration: Path, package: str = "listenkit") -> Origin:
-    """The key inputs at ``commit`` of the git checkout ``root``: its pre-registration
-    (``preregistration``, a path under ``root``), its suite code and its ``package``.
+    """The key inputs at ``commit`` of the suite at ``root`` (in a git checkout, maybe
+    below its top): its pre-registration (``preregistration``, a path in the checkout),
+    its suite code and its ``package`` (a folder under ``root``).
 
     Raises ``ValueError`` (with what to do) for an unknown commit, one that is not an
     ancestor of HEAD, or a path the commit does not have."""
@@ -47,7 +48,10 @@ def origin_at(root: Path, commit: str, preregistration: Path, package: str = "li
             f"--adopt-stages-from {commit}: not an ancestor of HEAD; stages are adopted only "
             "from an earlier commit of this history"
         )
-    relative = preregistration.resolve().relative_to(root.resolve())
+    top = Path(_git(root, "rev-parse", "--show-toplevel")).resolve()
+    relative = preregistration.resolve().relative_to(top)  # paths inside the archive
+    suite_root = root.resolve().relative_to(top)
+    package_dir = (root / package).resolve().relative_to(top)
     with tempfile.TemporaryDirectory(prefix="listenkit-origin-") as tmp:
         tree = Path(tmp)
         archive = subprocess.run(
@@ -56,14 +60,15 @@ def origin_at(root: Path, commit: str, preregistration: Path, package: str = "li
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tree, filter="data")
         old_prereg = tree / relative
-        if not old_prereg.is_file() or not (tree / package / "_version.py").is_file():
+        version = tree / package_dir / "_version.py"
+        if not old_prereg.is_file() or not version.is_file():
             raise ValueError(
                 f"--adopt-stages-from {commit}: the commit has no {relative} or "
-                f"{package}/_version.py"
+                f"{package_dir / '_version.py'}"
             )
         salt = hashlib.sha256(old_prereg.read_bytes()).hexdigest()
-        salt += suite_sha256(tree, old_prereg.parent)
-        code = code_sha256(tree / package, _version(tree / package / "_version.py"))
+        salt += suite_sha256(tree / suite_root, old_prereg.parent)
+        code = code_sha256(tree / package_dir, _version(version))
     return Origin(commit=full, salt=salt, code_sha256=code)
 
 
