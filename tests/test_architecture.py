@@ -23,6 +23,7 @@ STAGES = {
     "_version": 0,
     "codec": 0,  # cache files that never run code (numpy and json only)
     "checkpoint_file": 0,  # a batch checkpoint's stored layout
+    "stage_origin": 0,  # an adopted cache entry's record (read by the cache and by status)
     "stats": 0,
     "models": 1,
     "stimuli": 2,

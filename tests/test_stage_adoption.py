@@ -18,9 +18,9 @@ import pytest
 from listenkit import checkpoint_file, codec
 from listenkit.claims.stage_adoption import origin_at, suite_sha256
 from listenkit.experiments.cache import AnalysisCache, code_sha256
-from listenkit.experiments.stage_origin import Origin
 from listenkit.report.cache_status import cache_status, format_status
 from listenkit.report.static_page import render_run
+from listenkit.stage_origin import Origin
 
 from .test_analysis_cache import CONFTEST, FAKE_CLAIMS, PREREGISTRATION
 

@@ -25,8 +25,8 @@ from listenkit.claims.scheduling import scheduler
 from listenkit.claims.session import ClaimsSession
 from listenkit.claims.stage_adoption import origin_at, suite_sha256
 from listenkit.experiments import progress
-from listenkit.experiments.stage_origin import Origin
 from listenkit.report.evidence import write_json_atomic
+from listenkit.stage_origin import Origin
 
 SESSION = pytest.StashKey[ClaimsSession]()
 LEDGER = pytest.StashKey[dict]()

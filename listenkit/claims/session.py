@@ -26,8 +26,8 @@ import pytest
 from listenkit.claims.cell import Cell, Probed
 from listenkit.claims.preregistration import CellId, Preregistration
 from listenkit.experiments.cache import AnalysisCache, code_sha256
-from listenkit.experiments.stage_origin import Origin
 from listenkit.report.evidence import environment
+from listenkit.stage_origin import Origin
 
 __all__ = ["ClaimsSession"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from listenkit.claims.session import folder_sha256
 from listenkit.experiments.cache import code_sha256
-from listenkit.experiments.stage_origin import Origin
+from listenkit.stage_origin import Origin
 
 __all__ = ["origin_at", "suite_sha256"]
 

@@ -39,7 +39,8 @@ from filelock import FileLock, Timeout
 from listenkit import checkpoint_file, codec
 from listenkit._version import __version__
 from listenkit.experiments.progress import announce
-from listenkit.experiments.stage_origin import (
+from listenkit.models.cache import sha256_file
+from listenkit.stage_origin import (
     Origin,
     copy_atomic,
     origin_file,
@@ -269,13 +270,15 @@ class AnalysisCache:
             with self._exclusive(old, old.stem):
                 record = {"from": old.name, "from_commit": origin.commit, "parts": dict(parts)}
                 if _read(old)[0]:
-                    write_origin(path, record | {"partial": False, "sha256": _sha256(old)})
+                    write_origin(path, record | {"partial": False, "sha256": sha256_file(old)})
                     copy_atomic(old, path)
                     partial.unlink(missing_ok=True)  # an adopted checkpoint, now superseded
                     self.say(f"{path.stem}: adopted from commit {origin.commit[:12]} ({old.name})")
                     return True
                 if not partial.is_file() and _read(old_partial)[0]:
-                    write_origin(path, record | {"partial": True, "sha256": _sha256(old_partial)})
+                    write_origin(
+                        path, record | {"partial": True, "sha256": sha256_file(old_partial)}
+                    )
                     copy_atomic(old_partial, partial)
                     self.say(
                         f"{path.stem}: resuming from commit {origin.commit[:12]}'s batch "
@@ -330,10 +333,6 @@ class AnalysisCache:
             return result
         done.discard()
         return result
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _key(salt: str, code: str, names: tuple[str, ...], parts: dict[str, str]) -> str:

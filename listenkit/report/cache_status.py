@@ -14,7 +14,6 @@ Trained adapters (``<cache>/adapters``) are listed by name.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from listenkit import checkpoint_file, codec
+from listenkit.stage_origin import read_origin
 
 __all__ = ["StageStatus", "cache_status", "format_status"]
 
@@ -55,10 +55,8 @@ class StageStatus:
 
 
 def _adopted_from(stored: Path) -> str | None:
-    try:
-        return str(json.loads(stored.with_suffix(".origin.json").read_text())["from_commit"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    record = read_origin(stored)
+    return None if record is None or "from_commit" not in record else str(record["from_commit"])
 
 
 def _held(lock_path: Path) -> bool:
