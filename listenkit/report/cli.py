@@ -438,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the listenkit cache the run uses (default: $LISTENKIT_CACHE, else the user "
         "cache folder)",
     )  # fmt: skip
+    status.add_argument(
+        "--copy-to", metavar="DIR",
+        help="also copy the run's finished stages, checkpoints and adapters to DIR (only "
+        "what changed), so it can resume on another machine: cp -r DIR/. CACHE/",
+    )  # fmt: skip
     return parser
 
 
@@ -455,6 +460,15 @@ def _status_command(args: argparse.Namespace) -> int:
     names = sorted(p.name for p in adapters.iterdir() if p.is_dir()) if adapters.is_dir() else []
     print(f"cache {root}")
     print(format_status(stages, names), end="")
+    if args.copy_to:
+        from listenkit.report.cache_copy import copy_run
+
+        done = copy_run(root, args.copy_to)
+        print(
+            f"copied to {args.copy_to}: {done.copied} files ({done.bytes_copied / 1e6:.1f} MB), "
+            f"{done.unchanged} unchanged, {done.removed} finished checkpoints removed; "
+            f"restore with: cp -r {args.copy_to}/. {root}/"
+        )
     return 0
 
 
