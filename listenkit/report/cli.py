@@ -466,7 +466,8 @@ def _status_command(args: argparse.Namespace) -> int:
         done = copy_run(root, args.copy_to)
         print(
             f"copied to {args.copy_to}: {done.copied} files ({done.bytes_copied / 1e6:.1f} MB), "
-            f"{done.unchanged} unchanged, {done.removed} finished checkpoints removed; "
+            f"{done.unchanged} unchanged, {done.vanished} finished while copying, "
+            f"{done.removed} superseded files removed; "
             f"restore with: cp -r {args.copy_to}/. {root}/"
         )
     return 0
