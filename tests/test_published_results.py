@@ -55,8 +55,8 @@ def test_the_readme_scorecard_is_the_published_ledgers():
     mapping = load_mapping(RESULTS.parent / "claims" / "scorecard.toml")
     expected = markdown_scorecard([load_ledger(p) for p in PUBLISHED], mapping)
     assert block.strip() == expected.strip(), (
-        "the README's scorecard differs from the published ledgers: paste the output of "
-        "`listenkit report results/*-full --scorecard` between its markers"
+        "the README's scorecard differs from the published ledgers: run "
+        "`listenkit report results/*-full --scorecard --into README.md`"
     )
 
 
@@ -91,8 +91,8 @@ def test_the_v3_against_v2_table_is_the_published_ledgers():
     prereg = tomllib.loads((RESULTS.parent / "claims" / "preregistration.toml").read_text())
     old, new = by_version([load_ledger(p) for p in PUBLISHED])
     assert block == markdown_changes(old, new, *amendments_from(prereg)), (
-        "results/README.md's v3-vs-v2 section differs from the published ledgers: paste "
-        "the output of `listenkit report results/*-full --compare --markdown`"
+        "results/README.md's v3-vs-v2 section differs from the published ledgers: run "
+        "`listenkit report results/*-full --compare --markdown --into results/README.md`"
     )
 
 
@@ -111,6 +111,6 @@ def test_the_v3_compute_times_are_the_published_evidence():
     prereg = tomllib.loads((RESULTS.parent / "claims" / "preregistration.toml").read_text())
     v3 = sorted(p for p in PUBLISHED if "-v3-" in p.name)
     assert block == markdown_times(cell_times(v3, amendments_from(prereg)[1])), (
-        "results/README.md's compute times differ from the published evidence: paste the "
-        "output of `listenkit report results/*-v3-*-full --times`"
+        "results/README.md's compute times differ from the published evidence: run "
+        "`listenkit report results/*-v3-*-full --times --into results/README.md`"
     )

@@ -271,7 +271,42 @@ def _times(args: argparse.Namespace) -> int:
     return 0
 
 
+def _into(args: argparse.Namespace, name: str, produce) -> int:
+    """Run ``produce()`` (a command that prints); with ``--into FILE``, write what it
+    printed into FILE's block ``name`` instead."""
+    if not args.into:
+        return produce()
+    import contextlib
+    import io
+
+    from listenkit.report.generated_block import paste
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = produce()
+    if code != 0:
+        return code
+    try:
+        changed = paste(args.into, name, buffer.getvalue())
+    except (OSError, ValueError) as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(f"{args.into}: block {name} {'rewritten' if changed else 'unchanged'}")
+    return 0
+
+
+def _compare_block(ledgers: list[dict]) -> str:
+    versions = sorted({ledger.get("preregistration_version") or 0 for ledger in ledgers})
+    return f"v{versions[-1]}-vs-v{versions[0]}"
+
+
 def _report_command(args: argparse.Namespace) -> int:
+    if args.into and not (args.scorecard or args.times or (args.compare and args.markdown)):
+        print("--into needs --scorecard, --times or --compare --markdown", file=sys.stderr)
+        return 2
+    if args.into and args.compare and args.times:
+        print("--into takes one block: --compare --markdown or --times", file=sys.stderr)
+        return 2
     if args.publish:
         copied = publish_run(args.ledgers[0], args.publish)
         print(f"published {len(copied)} files to {args.publish}")
@@ -284,7 +319,7 @@ def _report_command(args: argparse.Namespace) -> int:
         if not args.html:
             return 0
     if args.times and not args.compare:
-        return _times(args)
+        return _into(args, "times", lambda: _times(args))
     mapping = _scorecard_mapping(args)
     if args.html:
         from listenkit.report.static_page import render_run
@@ -295,8 +330,13 @@ def _report_command(args: argparse.Namespace) -> int:
     if args.scorecard:
         from listenkit.report.scorecard import markdown_scorecard
 
-        print(markdown_scorecard(ledgers, mapping or {}), end="")
-        return 0
+        def scorecard() -> int:
+            print(markdown_scorecard(ledgers, mapping or {}), end="")
+            return 0
+
+        return _into(args, "scorecard", scorecard)
+    if args.compare and args.into:
+        return _into(args, _compare_block(ledgers), lambda: _compare(args, ledgers))
     if args.compare:
         code = _compare(args, ledgers)
         if code == 0 and args.times:
@@ -399,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="list verdicts that changed between two ledgers (OLD NEW), or between the two "
         "pre-registration versions of the ledgers given; with --markdown, side by side with "
         "each change's findings and amendments",
+    )  # fmt: skip
+    report.add_argument(
+        "--into", metavar="FILE",
+        help="with --scorecard, --times or --compare --markdown: write the output into "
+        "FILE between its markers (<!-- scorecard|times|vN-vs-vM:generated --> ... "
+        "<!-- ...:end -->) instead of printing it",
     )  # fmt: skip
     report.add_argument(
         "--times", action="store_true",
