@@ -1,0 +1,41 @@
+"""C4's numbers for a cell whose adaptation missed its criterion (not part of the suite).
+
+The suite stops such a cell before the statistic (whisper-base ser-prosody in this run:
+LoRA seed 2 at held-out accuracy .8984 < .90), so its evidence has no C4 numbers. This
+pytest plugin lets only that requirement pass, so ``e3.shift`` and ``e3.controls`` run
+on the cell's cached stages with the cell's own seeded generator, and prints the
+controls' results. The verdict it writes is void: numbers only, reported in
+docs/experiments/e3.md as "computed after the verdict, not judged". At the run commit,
+with the run's cache:
+
+    cd <worktree at 4824747> && PYTHONPATH=<main>/results/2026-12-04-v3-e3-full \\
+      LISTENKIT_CACHE=<cache> python -m pytest claims/test_e3_lora.py --profile full \\
+      -k whisper-base-ser -p numbers_only --evidence-dir /tmp/numbers-only -s -q
+"""
+
+from dataclasses import replace
+
+from listenkit.experiments import e3
+
+_adapted_enough = e3.adapted_enough
+_controls = e3.controls
+
+
+def _adaptation_not_required(analysis, needed, details):
+    requirement = _adapted_enough(analysis, needed, details)
+    if not requirement.ok and requirement.reason.startswith("adaptation did not meet"):
+        return replace(requirement, ok=True, reason="")
+    return requirement
+
+
+def _printed_controls(*args, **kwargs):
+    requirement = _controls(*args, **kwargs)
+    print(f"\ncontrols ok={requirement.ok} {requirement.reason}")
+    for name, result in requirement.details.get("controls", {}).items():
+        keys = ("delta", "margin", "deep_margin")
+        print(name, {key: round(result[key], 4) for key in keys})
+    return requirement
+
+
+e3.adapted_enough = _adaptation_not_required
+e3.controls = _printed_controls
